@@ -1,0 +1,1 @@
+"""The billing feed: its spec, one module per layer, and its sensors."""

@@ -1,0 +1,71 @@
+"""silver.billing_events (current state) and its quarantine, published together behind the batch's gates."""
+
+from datetime import date
+
+import dagster as dg
+
+from assets.billing_feed import BILLING_EVENTS
+from assets.bronze import BRONZE_KEY
+from lakehouse.batch import SilverReport, publish_silver
+from lakehouse.resources import CODE_VERSION, LakehouseResource
+
+SILVER_KEY = dg.AssetKey(["silver", BILLING_EVENTS.dataset])
+QUARANTINE_KEY = dg.AssetKey(["silver", f"{BILLING_EVENTS.dataset}_quarantine"])
+GATES = ("rejected_fraction_within_threshold", "silver_keys_are_unique", "batch_counts_are_conserved")
+
+
+class SilverConfig(dg.Config):
+    """Set max_rejected_fraction to accept a gated batch explicitly (recorded with the batch)."""
+
+    max_rejected_fraction: float | None = None
+
+
+def _batch_metadata(report: SilverReport) -> dict[str, object]:
+    return {
+        "batch_id": report.batch_id,
+        "arrival_date": report.arrival_date.isoformat(),
+        "records_in": dg.MetadataValue.int(report.records_in),
+        **{name: dg.MetadataValue.int(count) for name, count in report.counts.items() if name != "records_in"},
+        "rejected_fraction": dg.MetadataValue.float(report.rejected_fraction),
+        "quarantine_reasons": dg.MetadataValue.json(report.reasons),
+        "schema_drift_fields": dg.MetadataValue.json(report.schema_drift),
+        "touched_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.touched_event_dates]),
+        "newest_event_ts": report.newest_event_ts or "",
+        "freshness_note": "arrival date vs newest event time: " + (report.newest_event_ts or "no valid events"),
+        "table_versions": dg.MetadataValue.json(report.table_versions),
+    }
+
+
+def build_silver(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(SILVER_KEY, deps=[BRONZE_KEY], partitions_def=partitions, code_version=CODE_VERSION, group_name="billing_events",
+                         kinds={"deltalake", "polars"}, description="One row per event_id: the winning content of its highest source_version."),
+            dg.AssetSpec(QUARANTINE_KEY, deps=[BRONZE_KEY], partitions_def=partitions, code_version=CODE_VERSION, group_name="billing_events",
+                         kinds={"deltalake"}, description="Every rejected delivery with its reason, detail and lineage."),
+        ],
+        check_specs=[dg.AssetCheckSpec(name, asset=SILVER_KEY, blocking=True, description="publish gate, evaluated before silver's commit") for name in GATES],
+        partitions_def=partitions,
+        can_subset=False,
+    )
+    def silver_billing_events(context: dg.AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource):
+        report = publish_silver(lakehouse.settings(), BILLING_EVENTS, date.fromisoformat(context.partition_key), context.run.run_id,
+                                CODE_VERSION, config.max_rejected_fraction)
+        metadata = _batch_metadata(report)
+        yield dg.MaterializeResult(asset_key=QUARANTINE_KEY, metadata={**metadata, "sample_rejects": dg.MetadataValue.json(report.sample_rejects)})
+        for gate in report.gates:
+            yield dg.AssetCheckResult(asset_key=SILVER_KEY, check_name=gate.name, passed=gate.passed, severity=dg.AssetCheckSeverity.ERROR,
+                                      metadata={"observed": gate.observed, "guardrail": gate.guardrail, **gate.metadata,
+                                                "quarantine_reasons": dg.MetadataValue.json(report.reasons),
+                                                "sample_rejects": dg.MetadataValue.json(report.sample_rejects)})
+        if not report.published:
+            failed = [g.name for g in report.gates if not g.passed]
+            raise dg.Failure(
+                description=f"batch {report.batch_id[:12]} for {report.arrival_date} was not published: failed {', '.join(failed)}. "
+                "Silver and gold are unchanged; its rejects are in quarantine. Re-run after the upstream re-delivers, "
+                "or accept it with run config max_rejected_fraction.",
+                metadata={**metadata, "incident_ids": dg.MetadataValue.json(report.incident_ids)},
+            )
+        yield dg.MaterializeResult(asset_key=SILVER_KEY, metadata=metadata)
+
+    return silver_billing_events

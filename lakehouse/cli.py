@@ -1,0 +1,129 @@
+"""`lakehouse`: generate, run, demo and status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from lakehouse.settings import Settings
+
+DATASET, GOLD_TABLE = "billing_events", "daily_account_revenue"
+DEMO_MARKER = ".lakehouse-demo"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(root=getattr(args, "root", None))
+    os.environ["LAKEHOUSE_ROOT"] = settings.root  # sensors and code locations started from here agree with the CLI
+    return settings
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from lakehouse.generate import generate_landing
+
+    summary = generate_landing(Path(_settings(args).root), args.start, args.days, args.events_per_day, args.seed)
+    print(f"wrote {len(summary.files)} files, {summary.lines:,} records for {len(summary.arrival_dates)} arrival dates under {summary.root}")
+    print("faults: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.faults.items())))
+    return 0
+
+
+def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | None) -> int:
+    from lakehouse.runner import pending_arrival_dates, run_arrival_dates
+
+    dates = dates or pending_arrival_dates(settings, DATASET)
+    if not dates:
+        print("nothing to run: every landed arrival date is already published with its current files")
+        return 0
+    failed = 0
+    for outcome in run_arrival_dates(settings, dates, max_rejected_fraction):
+        print(f"{outcome.arrival_date}  {'ok    ' if outcome.ok else 'FAILED'}  run {outcome.ingest_run_id[:8]}  {outcome.message}")
+        failed += not outcome.ok
+    if failed:
+        print(f"{failed} arrival date(s) failed; see `lakehouse status` and the runs in the Dagster UI", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run(_settings(args), args.arrival_date or [], args.max_rejected_fraction)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from lakehouse.status import collect_status, render_status
+
+    status = collect_status(_settings(args).root, DATASET, GOLD_TABLE)
+    print(json.dumps(status, indent=2, default=str) if args.json else render_status(status))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lakehouse.generate import generate_landing
+    from lakehouse.status import collect_status, render_status
+
+    root = Path(args.root)
+    if root.exists() and any(root.iterdir()):
+        if not (root / DEMO_MARKER).exists():
+            print(f"{root} exists and is not a demo root; choose another --root", file=sys.stderr)
+            return 2
+        shutil.rmtree(root)  # only ever a folder this command made
+    root.mkdir(parents=True)
+    (root / DEMO_MARKER).write_text("made by `lakehouse demo`; it deletes and re-creates this folder\n")
+    os.environ["LAKEHOUSE_ROOT"] = str(root)
+    settings = Settings.from_env(root=str(root))
+    started = time.perf_counter()
+    summary = generate_landing(root, args.start, args.days, args.events_per_day, args.seed)
+    print(f"generated {summary.lines:,} records in {len(summary.files)} files for {len(summary.arrival_dates)} arrival dates "
+          f"(faults: {', '.join(f'{k}={v}' for k, v in sorted(summary.faults.items()))})\n")
+    code = _run(settings, summary.arrival_dates, None)
+    elapsed = time.perf_counter() - started
+    print("\n" + render_status(collect_status(str(root), DATASET, GOLD_TABLE)))
+    print(f"\n{summary.lines:,} records end to end in {elapsed:.1f}s ({summary.lines / elapsed:,.0f} records/s).")
+    print(f"Explore it: LAKEHOUSE_ROOT={root} lakehouse status   |   LAKEHOUSE_ROOT={root} DAGSTER_HOME={root / 'dagster_home'} dagster dev -w workspace.yaml")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakehouse", description="A production-safe Dagster + Delta Lake lakehouse for billing events.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    root_help = "storage root (default: $LAKEHOUSE_ROOT or ./.lakehouse)"
+
+    generate = commands.add_parser("generate", help="write realistic landing files, faults included, reproducible by seed")
+    generate.add_argument("--root", help=root_help)
+    generate.add_argument("--start", type=date.fromisoformat, required=True, help="first arrival date, YYYY-MM-DD")
+    generate.add_argument("--days", type=int, required=True)
+    generate.add_argument("--events-per-day", type=int, required=True)
+    generate.add_argument("--seed", type=int, required=True)
+    generate.set_defaults(func=cmd_generate)
+
+    run = commands.add_parser("run", help="run the pipeline for arrival dates (default: every landed date not yet published)")
+    run.add_argument("--root", help=root_help)
+    run.add_argument("--arrival-date", type=date.fromisoformat, action="append", help="YYYY-MM-DD; repeat for several")
+    run.add_argument("--max-rejected-fraction", type=float, help="accept a gated batch explicitly with a raised threshold")
+    run.set_defaults(func=cmd_run)
+
+    demo = commands.add_parser("demo", help="generate sample data into a fresh root and run everything")
+    demo.add_argument("--root", default="demo-lakehouse", help="a fresh folder (re-created if a previous demo made it)")
+    demo.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
+    demo.add_argument("--days", type=int, default=5)
+    demo.add_argument("--events-per-day", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+
+    status = commands.add_parser("status", help="tables, versions, last batches, gate results and quarantine reasons")
+    status.add_argument("--root", help=root_help)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

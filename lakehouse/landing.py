@@ -1,0 +1,151 @@
+"""Landing files: discovery, line splitting and the manifest that names a batch."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+LANDING_SUFFIXES = (".jsonl", ".jsonl.gz")
+_BOM = b"\xef\xbb\xbf"
+
+
+class LandingError(RuntimeError):
+    """A landing file cannot be read as a whole: the batch must fail loudly, not be published."""
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One landing file as it was read: its name relative to the feed's landing folder and its digest."""
+
+    relative_path: str
+    sha256: str
+    size_bytes: int
+    line_count: int  # physical lines, blank ones included
+    record_count: int  # non-blank lines: the records it delivers
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "file": self.relative_path,
+            "sha256": self.sha256,
+            "bytes": self.size_bytes,
+            "lines": self.line_count,
+            "records": self.record_count,
+        }
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Everything landed for one arrival date, read once, in name order."""
+
+    dataset: str
+    arrival_date: date
+    files: tuple[LandedFile, ...]
+    rows: pl.DataFrame  # one row per record: _raw, _source_file, _source_line
+
+    @property
+    def files_digest(self) -> str:
+        listing = "".join(f"{f.relative_path}\t{f.sha256}\n" for f in self.files)
+        return hashlib.sha256(listing.encode()).hexdigest()
+
+    @property
+    def batch_id(self) -> str:
+        return batch_id_for(self.dataset, self.arrival_date, self.files_digest)
+
+
+def batch_id_for(dataset: str, arrival_date: date, files_digest: str) -> str:
+    """sha256 of `<dataset>:<arrival_date>:<files digest>`: the same files always name the same batch."""
+    return hashlib.sha256(f"{dataset}:{arrival_date.isoformat()}:{files_digest}".encode()).hexdigest()
+
+
+def feed_landing_dir(root: str | Path, dataset: str) -> Path:
+    return Path(root) / "landing" / dataset
+
+
+def landed_arrival_dates(root: str | Path, dataset: str) -> list[date]:
+    """Arrival-date folders that hold at least one landing file; other folders are ignored."""
+    base = feed_landing_dir(root, dataset)
+    if not base.is_dir():
+        return []
+    dates = []
+    for folder in sorted(base.iterdir()):
+        try:
+            arrival = date.fromisoformat(folder.name)
+        except ValueError:
+            continue
+        if folder.is_dir() and folder.name == arrival.isoformat() and _landing_files(folder):
+            dates.append(arrival)
+    return dates
+
+
+def _landing_files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.name.endswith(LANDING_SUFFIXES)), key=lambda p: p.name)
+
+
+def fingerprint(root: str | Path, dataset: str, arrival_date: date) -> str:
+    """A cheap change detector (names, sizes, mtimes) so a sensor need not hash every file each tick."""
+    folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
+    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in _landing_files(folder)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
+    """Read every landing file of an arrival date, files in name order and lines in file order."""
+    folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
+    if not folder.is_dir():
+        raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {folder}")
+    files, raws, names, numbers = [], [], [], []
+    for path in _landing_files(folder):
+        relative = f"{arrival_date.isoformat()}/{path.name}"
+        content = _read_bytes(path)
+        digest = hashlib.sha256(content).hexdigest()
+        lines = split_lines(content)
+        records = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+        files.append(LandedFile(relative, digest, len(content), len(lines), len(records)))
+        for number, line in records:
+            raws.append(line)
+            names.append(relative)
+            numbers.append(number)
+    if not files:
+        raise LandingError(f"no {'/'.join(LANDING_SUFFIXES)} files in {folder}")
+    rows = pl.DataFrame(
+        {"_raw": raws, "_source_file": names, "_source_line": numbers},
+        schema={"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64},
+    )
+    return Batch(dataset, arrival_date, tuple(files), rows)
+
+
+def _read_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if not path.name.endswith(".gz"):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise LandingError(f"{path}: corrupt or truncated gzip ({error}); nothing is published from this batch") from error
+
+
+def split_lines(content: bytes) -> list[bytes]:
+    """Lines without their LF/CRLF ending; a leading BOM is dropped and a missing final newline is fine."""
+    if content.startswith(_BOM):
+        content = content[len(_BOM) :]
+    if not content:
+        return []
+    lines = content.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def current_batch_id(root: str | Path, dataset: str, arrival_date: date) -> str:
+    """The batch id the landed files of a date would get now, hashing files without parsing lines."""
+    folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
+    listing = "".join(
+        f"{arrival_date.isoformat()}/{path.name}\t{hashlib.sha256(_read_bytes(path)).hexdigest()}\n" for path in _landing_files(folder)
+    )
+    return batch_id_for(dataset, arrival_date, hashlib.sha256(listing.encode()).hexdigest())

@@ -1,0 +1,183 @@
+"""Parse raw JSON lines into typed columns plus a per-field state, so contracts can judge every rule at once.
+
+Parsing never raises on data: each problem becomes a state (`missing`, `wrong_type`,
+`unparseable`, `naive`, `out_of_range`) or a `_parse_error` that a contract turns into a
+quarantine reason. Python's `json` is used because it keeps integers exact and lets us refuse
+NaN/Infinity and duplicate keys, which Polars' JSON reader would silently accept or coerce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+import polars as pl
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))?$"
+)
+MAX_OFFSET_MINUTES = 14 * 60
+
+
+class FieldKind(Enum):
+    STRING = "string"
+    INTEGER = "integer"
+    TIMESTAMP = "timestamp"  # RFC 3339 with an explicit offset, normalised to UTC microseconds
+    OBJECT = "object"  # kept as canonical JSON text
+
+    @property
+    def polars_type(self) -> pl.DataType:
+        return {
+            FieldKind.STRING: pl.String(),
+            FieldKind.INTEGER: pl.Int64(),
+            FieldKind.TIMESTAMP: pl.Int64(),  # epoch microseconds until the frame is built
+            FieldKind.OBJECT: pl.String(),
+        }[self]
+
+
+class State:
+    OK = "ok"
+    MISSING = "missing"  # absent or JSON null
+    WRONG_TYPE = "wrong_type"
+    UNPARSEABLE = "unparseable"
+    NAIVE = "naive"  # a timestamp without UTC offset
+    OUT_OF_RANGE = "out_of_range"  # an integer beyond int64, a UTC offset beyond +-14:00
+    NOT_PARSED = "not_parsed"  # the line itself is not a JSON object
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Malformed(f"non-standard JSON literal {name}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _Malformed(f"duplicate key {key!r}")  # which value is meant is ambiguous
+        obj[key] = value
+    return obj
+
+
+def parse_json_object(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """Return (object, None) or (None, why the line is not a JSON object)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, f"invalid UTF-8 at byte {error.start}"
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except _Malformed as error:
+        return None, str(error)
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError as error:  # JSONDecodeError, and int() limits on absurdly long numbers
+        return None, f"invalid JSON ({error})"
+    if not isinstance(value, dict):
+        return None, f"not a JSON object (a {type(value).__name__})"
+    return value, None
+
+
+def parse_timestamp(value: str) -> tuple[int | None, str]:
+    """RFC 3339 to UTC epoch microseconds; digits beyond microseconds are truncated."""
+    match = _RFC3339.match(value)
+    if not match:
+        return None, State.UNPARSEABLE
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction = (match.group(7) or ".")[1:7].ljust(6, "0")
+    try:
+        local = datetime(year, month, day, hour, minute, second, int(fraction))  # rejects :60 leap seconds
+    except ValueError:
+        return None, State.UNPARSEABLE
+    if match.group(8) is None and match.group(9) is None:
+        return None, State.NAIVE
+    offset_minutes = 0
+    if match.group(9):
+        hours, minutes = int(match.group(10)), int(match.group(11))
+        offset_minutes = hours * 60 + minutes
+        if minutes > 59 or offset_minutes > MAX_OFFSET_MINUTES:
+            return None, State.OUT_OF_RANGE
+        offset_minutes *= -1 if match.group(9) == "-" else 1
+    try:
+        instant = local.replace(tzinfo=timezone(timedelta(minutes=offset_minutes))).astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        return None, State.UNPARSEABLE
+    return (instant - _EPOCH) // timedelta(microseconds=1), State.OK
+
+
+def _field_value(kind: FieldKind, value: Any) -> tuple[Any, str]:
+    if value is None:
+        return None, State.MISSING
+    if kind is FieldKind.STRING:
+        return (value, State.OK) if isinstance(value, str) else (None, State.WRONG_TYPE)
+    if kind is FieldKind.INTEGER:
+        if not isinstance(value, int) or isinstance(value, bool):  # 1.0, "1" and true are not integers
+            return None, State.WRONG_TYPE
+        return (value, State.OK) if INT64_MIN <= value <= INT64_MAX else (None, State.OUT_OF_RANGE)
+    if kind is FieldKind.TIMESTAMP:
+        return parse_timestamp(value) if isinstance(value, str) else (None, State.WRONG_TYPE)
+    if isinstance(value, dict):
+        return canonical_json(value), State.OK
+    return None, State.WRONG_TYPE
+
+
+def canonical_json(value: Any) -> str:
+    """Key order and whitespace never change content: sorted keys, compact separators."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def stage_records(rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
+    """Add, for each declared field, a typed column and a `<field>__state` column, plus:
+
+    `_parse_error` (why the line is not a JSON object, else null), `_extra_fields` (unknown
+    top-level keys, comma-separated: schema drift) and `_content_hash` (sha256 of the canonical
+    content fields, null unless every content field parsed).
+    """
+    values: dict[str, list[Any]] = {name: [] for name in fields}
+    states: dict[str, list[str]] = {name: [] for name in fields}
+    parse_errors: list[str | None] = []
+    extras: list[str | None] = []
+    hashes: list[str | None] = []
+    known = set(fields)
+    for raw in rows.get_column("_raw").to_list():
+        obj, error = parse_json_object(raw)
+        parse_errors.append(error)
+        if obj is None:
+            for name in fields:
+                values[name].append(None)
+                states[name].append(State.NOT_PARSED)
+            extras.append(None)
+            hashes.append(None)
+            continue
+        row = {}
+        for name, kind in fields.items():
+            value, state = _field_value(kind, obj.get(name))
+            values[name].append(value)
+            states[name].append(state)
+            row[name] = (value, state)
+        unknown = sorted(set(obj) - known)
+        extras.append(",".join(unknown) if unknown else None)
+        content = [row[name][0] for name in content_fields]
+        complete = all(row[name][1] in (State.OK, State.MISSING) for name in content_fields)
+        hashes.append(hashlib.sha256(canonical_json(content).encode()).hexdigest() if complete else None)
+    columns: dict[str, pl.Series] = {}
+    for name, kind in fields.items():
+        series = pl.Series(name, values[name], dtype=kind.polars_type)
+        if kind is FieldKind.TIMESTAMP:
+            series = series.cast(pl.Datetime("us", "UTC"))
+        columns[name] = series
+        columns[f"{name}__state"] = pl.Series(f"{name}__state", states[name], dtype=pl.String)
+    columns["_parse_error"] = pl.Series("_parse_error", parse_errors, dtype=pl.String)
+    columns["_extra_fields"] = pl.Series("_extra_fields", extras, dtype=pl.String)
+    columns["_content_hash"] = pl.Series("_content_hash", hashes, dtype=pl.String)
+    return rows.with_columns(**columns)
