@@ -9,8 +9,9 @@ from assets.billing_feed import BILLING_EVENTS
 from assets.silver import SILVER_KEY
 from lakehouse.ops import OpsTables
 from lakehouse.resources import BATCH_TAG, CODE_VERSION, TOUCHED_DATES_TAG, LakehouseResource
-from lakehouse.restatement import refresh_partitions
-from lakehouse.storage import CommitInfo, table_uri
+from lakehouse.restatement import RefreshReport, refresh_partitions
+from lakehouse.settings import Settings
+from lakehouse.storage import table_uri
 
 GOLD_TABLE = "daily_account_revenue"
 GOLD_KEY = dg.AssetKey(["gold", GOLD_TABLE])
@@ -45,6 +46,18 @@ def daily_account_revenue(silver: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def refresh_gold(settings: Settings, dates: list[date], caused_by: str, run_id: str) -> RefreshReport:
+    """Recompute gold for `dates` from silver; a batch's refresh also marks that batch complete."""
+    commit = OpsTables(settings.root).commit_for_batch(BILLING_EVENTS.dataset, caused_by, run_id, CODE_VERSION)
+    report = refresh_partitions(
+        settings, source_uri=table_uri(settings.root, "silver", BILLING_EVENTS.dataset),
+        target_uri=table_uri(settings.root, "gold", GOLD_TABLE), target_schema=GOLD_SCHEMA, partition="event_date",
+        dates=dates, aggregate=daily_account_revenue, caused_by=caused_by, commit=commit, table_name=f"gold/{GOLD_TABLE}",
+    )
+    OpsTables(settings.root).mark_complete(caused_by, commit)
+    return report
+
+
 def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping) -> dg.AssetsDefinition:
     @dg.asset(key=GOLD_KEY, partitions_def=partitions, deps=[dg.AssetDep(SILVER_KEY, partition_mapping=mapping)],
               backfill_policy=dg.BackfillPolicy.single_run(), code_version=CODE_VERSION, group_name="billing_events",
@@ -57,14 +70,7 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
         if TOUCHED_DATES_TAG in tags:  # a batch's refresh: only the dates it touched, not the whole range
             touched = {date.fromisoformat(d) for d in tags[TOUCHED_DATES_TAG].split(",") if d}
             requested = [d for d in requested if d in touched]
-        commit = CommitInfo(dataset=BILLING_EVENTS.dataset, batch_id=caused_by, run_id=context.run.run_id, code_version=CODE_VERSION)
-        report = refresh_partitions(
-            settings, source_uri=table_uri(settings.root, "silver", BILLING_EVENTS.dataset),
-            target_uri=table_uri(settings.root, "gold", GOLD_TABLE), target_schema=GOLD_SCHEMA, partition="event_date",
-            dates=requested, aggregate=daily_account_revenue, caused_by=caused_by, commit=commit, table_name=f"gold/{GOLD_TABLE}",
-        )
-        if BATCH_TAG in tags:
-            OpsTables(settings.root).mark_complete(tags[BATCH_TAG], commit)
+        report = refresh_gold(settings, requested, caused_by, context.run.run_id)
         return dg.MaterializeResult(metadata={
             "caused_by_batch_id": caused_by,
             "refreshed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.requested]),

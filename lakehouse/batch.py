@@ -14,6 +14,7 @@ from datetime import date
 import polars as pl
 
 from lakehouse.contracts import judge
+from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, FeedSpec
 from lakehouse.landing import read_batch
 from lakehouse.locking import exclusive_writer
@@ -93,6 +94,7 @@ def land_bronze(settings: Settings, feed: FeedSpec, arrival_date: date, run_id: 
                 _ingested_at=pl.lit(now_utc()).cast(pl.Datetime("us", "UTC")),
             ).select(list(BRONZE_SCHEMA))
             replace_where(uri, rows, f"_arrival_date = '{arrival_date.isoformat()}'", commit, "bronze: replace arrival date")
+            crash_point("after_bronze_commit")
         ops = OpsTables(settings.root)
         known = ops.batch_rows(feed.dataset).filter(pl.col("batch_id") == batch.batch_id)
         if known.is_empty():
@@ -222,6 +224,7 @@ def publish_silver(settings: Settings, feed: FeedSpec, arrival_date: date, run_i
             current = pl.concat([current.filter(own_scope), current.join(displaced_keys, on=quarantine_key, how="semi")])
             apply_changes(quarantine_uri, desired, current, key=quarantine_key, partition="_arrival_date", compare=quarantine_compare,
                           commit=commit, operation="quarantine: batch rejects", delete_scope=own_scope)
+            crash_point("after_quarantine_commit")
 
         if not all(gate.passed for gate in gates):
             write_quarantine(own_quarantine)  # the evidence is kept; nothing else changes
@@ -244,6 +247,7 @@ def publish_silver(settings: Settings, feed: FeedSpec, arrival_date: date, run_i
         own_ledger = ledger.filter(pl.col("_arrival_date") == arrival_date)
         if own_ledger.height != deliveries.height or not own_ledger.join(deliveries, on=list(feed.silver_schema), how="anti", nulls_equal=True).is_empty():
             replace_where(ledger_uri, deliveries, f"_arrival_date = '{arrival_date.isoformat()}'", commit, "ledger: replace arrival date")
+            crash_point("after_ledger_commit")
 
         candidate_dates = pl.concat([ledger.get_column(feed.partition), deliveries.get_column(feed.partition)]).unique()
         current_silver = read_table(silver_uri, pl.col(feed.partition).is_in(candidate_dates.implode()) & pl.col(key).is_in(keys.implode()),
@@ -251,10 +255,14 @@ def publish_silver(settings: Settings, feed: FeedSpec, arrival_date: date, run_i
         apply_changes(silver_uri, resolution.kept.select(list(feed.silver_schema)), current_silver, key=[key, feed.partition],
                       partition=feed.partition, compare=list(feed.silver_schema), commit=commit, operation="silver: apply batch",
                       update_guard=f"s.{version} >= t.{version}")
+        crash_point("after_silver_commit")
 
         touched = sorted(set(resolution.kept.get_column(feed.partition).to_list()) | set(resolution.prior_kept.get_column(feed.partition).to_list()))
-        ops.record_batch(_batch_row(feed, arrival_date, batch_id, "published", files, code_version,
+        # A complete batch re-run changes nothing downstream (its effect is a pure function), so it stays complete.
+        status = "complete" if record.height and record.item(0, "status") == "complete" else "published"
+        ops.record_batch(_batch_row(feed, arrival_date, batch_id, status, files, code_version,
                                     touched_event_dates=dumps([d.isoformat() for d in touched]), **facts), commit)
+        crash_point("after_batch_record")
         ops.resolve_incidents(feed.dataset, arrival_date, batch_id, commit)
         return SilverReport(batch_id, arrival_date, True, bronze.height, counts, reasons, drift, gates, touched, samples,
                             {"silver": table_version(silver_uri), "quarantine": table_version(quarantine_uri), "ledger": table_version(ledger_uri)},

@@ -109,6 +109,16 @@ class OpsTables:
     def batch_rows(self, dataset: str) -> pl.DataFrame:
         return read_table(self.batches, pl.col("dataset") == dataset, empty_schema=BATCHES_SCHEMA)
 
+    def commit_for_batch(self, dataset: str, batch_id: str, run_id: str, code_version: str) -> CommitInfo:
+        """Commit metadata for work a batch caused later (gold, restatements): its files and counts travel along."""
+        rows = read_table(self.batches, pl.col("batch_id") == batch_id, empty_schema=BATCHES_SCHEMA)
+        if rows.is_empty():
+            return CommitInfo(dataset=dataset, batch_id=batch_id, run_id=run_id, code_version=code_version)
+        row = rows.row(0, named=True)
+        counts = {name: row[name] for name in ("records_in", "inserted", "updated", "duplicates", "stale", "quarantined", "displaced") if row[name] is not None}
+        return CommitInfo(dataset=dataset, batch_id=batch_id, run_id=run_id, code_version=code_version, arrival_date=row["arrival_date"],
+                          source_files=tuple(json.loads(row["files"] or "[]")), counts=counts)
+
     def mark_complete(self, batch_id: str, commit: CommitInfo) -> bool:
         """Gold has been refreshed for a published batch: the batch is complete."""
         rows = read_table(self.batches, pl.col("batch_id") == batch_id, empty_schema=BATCHES_SCHEMA)

@@ -14,6 +14,7 @@ from datetime import date
 
 import polars as pl
 
+from lakehouse.faults import crash_point
 from lakehouse.locking import exclusive_writer
 from lakehouse.ops import OpsTables
 from lakehouse.settings import Settings
@@ -71,7 +72,9 @@ def refresh_partitions(
             })
         if restatements:
             OpsTables(settings.root).record_restatements(restatements, commit)
+            crash_point("after_restatement_record")
         rows = after.filter(pl.col(partition).is_in(pl.Series(changed, dtype=pl.Date).implode()))
         if changed:
             replace_where(target_uri, rows, f"{partition} IN {sql_in_list(changed)}", commit, f"{table_name}: refresh partitions")
+            crash_point("after_gold_commit")
         return RefreshReport(sorted(set(dates)), changed, restatements, rows.height, table_version(target_uri))

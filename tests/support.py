@@ -1,0 +1,82 @@
+"""Shared test helpers: land files, drive the engine without Dagster, and snapshot deterministic content."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from assets.billing_feed import BILLING_EVENTS
+from assets.gold import GOLD_TABLE, refresh_gold
+from lakehouse.batch import SilverReport, land_bronze, publish_silver
+from lakehouse.settings import Settings
+from lakehouse.storage import read_table, table_uri
+
+WALL_CLOCK_AND_RUN = ("_run_id", "_ingested_at", "_quarantined_at", "_recorded_at")
+
+
+def event(event_id: str, version: int = 1, *, ts: str = "2025-01-10T12:00:00Z", amount: int = 100, kind: str = "charge",
+          account: str = "acct_1", currency: str = "USD", **extra: object) -> dict[str, object]:
+    """A valid billing event; override any field (None drops nothing: it sets JSON null)."""
+    record: dict[str, object] = {"event_id": event_id, "source_version": version, "account_id": account, "event_type": kind,
+                                 "event_ts": ts, "amount_minor": amount, "currency": currency}
+    record.update(extra)
+    return record
+
+
+def land(root: Path, arrival: str, name: str, records: list[object]) -> Path:
+    """Write one landing file; dicts become JSON lines, bytes and str are written as they are."""
+    folder = root / "landing" / "billing_events" / arrival
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for record in records:
+        if isinstance(record, bytes):
+            lines.append(record)
+        elif isinstance(record, str):
+            lines.append(record.encode())
+        else:
+            lines.append(json.dumps(record).encode())
+    path = folder / name
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def settings_for(root: Path, **overrides: object) -> Settings:
+    return Settings(root=str(root), lock_timeout_seconds=30.0, **overrides)  # type: ignore[arg-type]
+
+
+def run_batch(root: Path, arrival: str | date, run_id: str = "test-run", **overrides: object) -> SilverReport:
+    """Bronze, silver and gold for one arrival date, exactly as the Dagster assets chain them."""
+    settings = settings_for(root, **{k: v for k, v in overrides.items() if k != "max_rejected_fraction"})
+    day = date.fromisoformat(arrival) if isinstance(arrival, str) else arrival
+    land_bronze(settings, BILLING_EVENTS, day, run_id, "test")
+    report = publish_silver(settings, BILLING_EVENTS, day, run_id, "test", overrides.get("max_rejected_fraction"))  # type: ignore[arg-type]
+    if report.published:
+        refresh_gold(settings, report.touched_event_dates, report.batch_id, run_id)
+    return report
+
+
+def silver(root: Path) -> pl.DataFrame:
+    return read_table(table_uri(root, "silver", "billing_events"), empty_schema=BILLING_EVENTS.silver_schema).sort("event_id")
+
+
+def quarantine(root: Path) -> pl.DataFrame:
+    return read_table(table_uri(root, "silver", "billing_events_quarantine"), empty_schema=BILLING_EVENTS.quarantine_schema).sort(
+        "_arrival_date", "_source_file", "_source_line")
+
+
+def gold(root: Path) -> pl.DataFrame:
+    return read_table(table_uri(root, "gold", GOLD_TABLE)).sort("event_date", "account_id", "currency") if (root / "tables" / "gold").exists() else pl.DataFrame()
+
+
+def snapshot(root: Path) -> dict[str, pl.DataFrame]:
+    """Every deterministic column of silver, quarantine and gold, in a canonical order."""
+    frames = {"silver": silver(root), "quarantine": quarantine(root), "gold": gold(root)}
+    return {name: frame.drop([c for c in WALL_CLOCK_AND_RUN if c in frame.columns]) for name, frame in frames.items()}
+
+
+def assert_same_content(left: dict[str, pl.DataFrame], right: dict[str, pl.DataFrame]) -> None:
+    for name in left:
+        assert left[name].equals(right[name]), f"{name} differs:\n{left[name]}\n---\n{right[name]}"
