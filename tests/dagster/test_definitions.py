@@ -1,0 +1,119 @@
+"""The real Dagster definitions, run in process against a temporary root and an ephemeral instance."""
+
+import json
+import warnings
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from assets.gold import GOLD_KEY
+from assets.silver import QUARANTINE_KEY, SILVER_KEY
+from lakehouse.definitions import GOLD_JOB, build_definitions
+from lakehouse.runner import run_arrival_dates
+from lakehouse.storage import read_table, table_uri
+from tests.support import event, gold, land, settings_for, silver
+
+pytestmark = pytest.mark.dagster
+D1, D2 = "2025-01-10", "2025-01-11"
+
+
+def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    return {r.event_log_entry.dagster_event.event_specific_data.check_name: r.event_log_entry.dagster_event.event_specific_data for r in records}
+
+
+def test_definitions_load_without_warnings_and_show_layers_checks_and_sensors(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        defs = build_definitions(settings_for(tmp_path))
+        repository = defs.get_repository_def()
+    keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
+    assert keys == {"bronze/billing_events", "silver/billing_events", "silver/billing_events_quarantine", "gold/daily_account_revenue"}
+    checks = {key.name for key in repository.asset_graph.asset_check_keys}
+    assert {"rejected_fraction_within_threshold", "silver_keys_are_unique", "batch_counts_are_conserved", "silver_has_one_row_per_event_id",
+            "silver_rows_match_contract", "gold_matches_silver_aggregate"} <= checks
+    assert {s.name for s in repository.sensor_defs} == {"billing_events_landing_sensor", "billing_events_gold_refresh_sensor"}
+
+
+def test_a_run_publishes_with_passing_checks_and_batch_metadata(tmp_path: Path) -> None:
+    land(tmp_path, D1, "a.jsonl", [event("e1"), event("e2", kind="refund", amount=-40)])
+    instance = dg.DagsterInstance.ephemeral()
+    [outcome] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 10)], instance=instance)
+    assert outcome.ok
+    evaluations = check_evaluations(instance, outcome.ingest_run_id)
+    assert all(e.passed for e in evaluations.values()) and len(evaluations) == 5
+    materialization = instance.get_latest_materialization_event(SILVER_KEY).asset_materialization
+    assert materialization.partition == D1
+    metadata = materialization.metadata
+    assert metadata["inserted"].value == 2 and metadata["records_in"].value == 2 and len(metadata["batch_id"].value) == 64
+    gold_event = instance.get_latest_materialization_event(GOLD_KEY).asset_materialization
+    assert gold_event.partition == D1 and gold_event.metadata["changed_event_dates"].value == [D1]
+    assert gold(tmp_path).select("net_minor").item() == 60
+
+
+def test_a_failed_gate_fails_the_run_shows_the_check_and_leaves_silver_and_gold_unchanged(tmp_path: Path) -> None:
+    land(tmp_path, D1, "a.jsonl", [event(f"e{i}") for i in range(10)])
+    instance = dg.DagsterInstance.ephemeral()
+    run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 10)], instance=instance)
+    silver_before, gold_before = silver(tmp_path), gold(tmp_path)
+    land(tmp_path, D2, "a.jsonl", [event("e1", 2, amount=5), b"{", b"[]", event("e2", ts="2025-01-11T00:00:00")])
+    [outcome] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 11)], instance=instance)
+    assert not outcome.ok and "was not published" in outcome.message
+    gate = check_evaluations(instance, outcome.ingest_run_id)["rejected_fraction_within_threshold"]
+    assert not gate.passed and gate.metadata["rejected_fraction"].value == 0.75
+    assert gate.metadata["quarantine_reasons"].value == {"malformed_record": 2, "naive_timestamp": 1}
+    assert silver(tmp_path).equals(silver_before) and gold(tmp_path).equals(gold_before)
+    assert instance.get_latest_materialization_event(SILVER_KEY).asset_materialization.partition == D1  # no new silver materialization
+    assert instance.get_latest_materialization_event(QUARANTINE_KEY).asset_materialization.partition == D2  # evidence published
+    incidents = read_table(table_uri(tmp_path, "ops", "incidents"))
+    assert incidents.select("status", "arrival_date").rows() == [("open", date(2025, 1, 11))]
+    assert incidents.item(0, "_run_id") == outcome.ingest_run_id
+    # The operator accepts it explicitly: the raised threshold is recorded with the batch.
+    [accepted] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 11)], max_rejected_fraction=0.8, instance=instance)
+    assert accepted.ok
+    batch = read_table(table_uri(tmp_path, "ops", "batches")).filter(pl.col("arrival_date") == date(2025, 1, 11)).row(0, named=True)
+    assert batch["status"] == "complete" and batch["max_rejected_fraction"] == 0.8
+
+
+def sensor_result(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+    sensor = defs.resolve_sensor_def(name)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lakehouse": defs.resources["lakehouse"]},
+                                      definitions=defs)
+    return sensor(context)
+
+
+def test_landing_sensor_requests_each_set_of_files_once_keyed_by_batch_id(tmp_path: Path) -> None:
+    defs, instance = build_definitions(settings_for(tmp_path)), dg.DagsterInstance.ephemeral()
+    land(tmp_path, D1, "a.jsonl", [event("e1")])
+    first = sensor_result(defs, "billing_events_landing_sensor", instance)
+    [request] = first.run_requests
+    assert request.partition_key == D1 and len(request.run_key) == 64
+    assert sensor_result(defs, "billing_events_landing_sensor", instance, first.cursor).run_requests == []
+    land(tmp_path, D1, "b.jsonl", [event("e2")])
+    changed = sensor_result(defs, "billing_events_landing_sensor", instance, first.cursor)
+    assert [r.partition_key for r in changed.run_requests] == [D1] and changed.run_requests[0].run_key != request.run_key
+    run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 10)], instance=instance)
+    assert sensor_result(defs, "billing_events_landing_sensor", instance).run_requests == []  # already complete
+
+
+def test_gold_refresh_sensor_restates_the_event_dates_a_published_batch_touched(tmp_path: Path) -> None:
+    from lakehouse.batch import land_bronze, publish_silver
+    from assets.billing_feed import BILLING_EVENTS
+
+    settings = settings_for(tmp_path)
+    defs, instance = build_definitions(settings), dg.DagsterInstance.ephemeral()
+    land(tmp_path, D1, "a.jsonl", [event("e1", ts="2025-01-08T10:00:00Z"), event("e2", ts="2025-01-10T10:00:00Z")])
+    land_bronze(settings, BILLING_EVENTS, date(2025, 1, 10), "r", "t")
+    report = publish_silver(settings, BILLING_EVENTS, date(2025, 1, 10), "r", "t")
+    [request] = sensor_result(defs, "billing_events_gold_refresh_sensor", instance).run_requests
+    assert request.tags["lakehouse/batch_id"] == report.batch_id and request.run_key == f"gold:{report.batch_id}"
+    assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == ("2025-01-08", D1)
+    result = defs.resolve_job_def(GOLD_JOB).execute_in_process(instance=instance, tags=request.tags)
+    assert result.success
+    assert sorted(gold(tmp_path).get_column("event_date").to_list()) == [date(2025, 1, 8), date(2025, 1, 10)]
+    assert sensor_result(defs, "billing_events_gold_refresh_sensor", instance).run_requests == []
+    batches = read_table(table_uri(tmp_path, "ops", "batches"))
+    assert batches.item(0, "status") == "complete" and json.loads(batches.item(0, "touched_event_dates")) == ["2025-01-08", D1]
