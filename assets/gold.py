@@ -50,18 +50,32 @@ def refresh_gold(settings: Settings, dates: list[date], caused_by: str, run_id: 
     """Recompute gold for `dates` from silver; a batch's refresh also marks that batch complete."""
     commit = OpsTables(settings.root).commit_for_batch(BILLING_EVENTS.dataset, caused_by, run_id, CODE_VERSION)
     report = refresh_partitions(
-        settings, source_uri=table_uri(settings.root, "silver", BILLING_EVENTS.dataset),
-        target_uri=table_uri(settings.root, "gold", GOLD_TABLE), target_schema=GOLD_SCHEMA, partition="event_date",
-        dates=dates, aggregate=daily_account_revenue, caused_by=caused_by, commit=commit, table_name=f"gold/{GOLD_TABLE}",
+        settings,
+        source_uri=table_uri(settings.root, "silver", BILLING_EVENTS.dataset),
+        target_uri=table_uri(settings.root, "gold", GOLD_TABLE),
+        target_schema=GOLD_SCHEMA,
+        partition="event_date",
+        dates=dates,
+        aggregate=daily_account_revenue,
+        caused_by=caused_by,
+        commit=commit,
+        table_name=f"gold/{GOLD_TABLE}",
     )
     OpsTables(settings.root).mark_complete(caused_by, commit)
     return report
 
 
 def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping) -> dg.AssetsDefinition:
-    @dg.asset(key=GOLD_KEY, partitions_def=partitions, deps=[dg.AssetDep(SILVER_KEY, partition_mapping=mapping)],
-              backfill_policy=dg.BackfillPolicy.single_run(), code_version=CODE_VERSION, group_name="billing_events",
-              kinds={"deltalake", "polars"}, description="Daily revenue per account and currency, by event date.")
+    @dg.asset(
+        key=GOLD_KEY,
+        partitions_def=partitions,
+        deps=[dg.AssetDep(SILVER_KEY, partition_mapping=mapping)],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        code_version=CODE_VERSION,
+        group_name="billing_events",
+        kinds={"deltalake", "polars"},
+        description="Daily revenue per account and currency, by event date.",
+    )
     def gold_daily_account_revenue(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
         settings = lakehouse.settings()
         requested = [date.fromisoformat(key) for key in context.partition_keys]
@@ -71,13 +85,15 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
             touched = {date.fromisoformat(d) for d in tags[TOUCHED_DATES_TAG].split(",") if d}
             requested = [d for d in requested if d in touched]
         report = refresh_gold(settings, requested, caused_by, context.run.run_id)
-        return dg.MaterializeResult(metadata={
-            "caused_by_batch_id": caused_by,
-            "refreshed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.requested]),
-            "changed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.changed]),
-            "restatements": dg.MetadataValue.json([{**r, "event_date": r["event_date"].isoformat()} for r in report.restatements]),
-            "rows_written": dg.MetadataValue.int(report.rows_written),
-            "table_version": report.table_version,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "caused_by_batch_id": caused_by,
+                "refreshed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.requested]),
+                "changed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.changed]),
+                "restatements": dg.MetadataValue.json([{**r, "event_date": str(r["event_date"])} for r in report.restatements]),
+                "rows_written": dg.MetadataValue.int(report.rows_written),
+                "table_version": report.table_version,
+            }
+        )
 
     return gold_daily_account_revenue

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from lakehouse.settings import Settings
 from checks.billing_contract import FUTURE_SKEW_DAYS
+from lakehouse.settings import Settings
 
 
 def arrival_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
@@ -21,5 +21,6 @@ def event_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
 
 def gold_from_arrivals(settings: Settings) -> dg.TimeWindowPartitionMapping:
     """Event date E is fed by arrivals E-1 (skew) through E+lateness: nothing later is accepted for E."""
-    return dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=settings.allowed_lateness_days,
-                                         allow_nonexistent_upstream_partitions=True)
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=settings.allowed_lateness_days, allow_nonexistent_upstream_partitions=True
+    )

@@ -18,23 +18,39 @@ def gold_refresh_request(batch_id: str, arrival_date: date, touched: list[date],
     in_range = [d for d in touched if d >= event_start] or [max(arrival_date, event_start)]
     return dg.RunRequest(
         run_key=f"gold:{batch_id}",
-        tags={RANGE_START_TAG: min(in_range).isoformat(), RANGE_END_TAG: max(in_range).isoformat(), BATCH_TAG: batch_id,
-              TOUCHED_DATES_TAG: ",".join(d.isoformat() for d in touched)},
+        tags={
+            RANGE_START_TAG: min(in_range).isoformat(),
+            RANGE_END_TAG: max(in_range).isoformat(),
+            BATCH_TAG: batch_id,
+            TOUCHED_DATES_TAG: ",".join(d.isoformat() for d in touched),
+        },
     )
 
 
-def build_sensors(settings: Settings, ingest_job: object, gold_job: object) -> list[dg.SensorDefinition]:
+def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg.SensorDefinition]:
     event_start = settings.partitions_start - timedelta(days=settings.allowed_lateness_days)
 
-    @dg.sensor(job=ingest_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Requests the ingest run for an arrival date when its landing files appear or change.")
+    @dg.sensor(
+        job_name=ingest_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Requests the ingest run for an arrival date when its landing files appear or change.",
+    )
     def billing_events_landing_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
         seen: dict[str, str] = json.loads(context.cursor or "{}")
-        done = set(OpsTables(lakehouse.root).batch_rows(BILLING_EVENTS.dataset).filter(pl.col("status") == "complete").get_column("batch_id").to_list())
+        done = set(
+            OpsTables(lakehouse.root)
+            .batch_rows(BILLING_EVENTS.dataset)
+            .filter(pl.col("status") == "complete")
+            .get_column("batch_id")
+            .to_list()
+        )
         requests = []
         for arrival in landed_arrival_dates(lakehouse.root, BILLING_EVENTS.dataset):
             if arrival < settings.partitions_start:
-                context.log.warning(f"arrival date {arrival} is before the partitions start {settings.partitions_start}; not ingested")
+                context.log.warning(
+                    f"arrival date {arrival} is before the partitions start {settings.partitions_start}; not ingested"
+                )
                 continue
             change = fingerprint(lakehouse.root, BILLING_EVENTS.dataset, arrival)
             if seen.get(arrival.isoformat()) == change:
@@ -45,12 +61,21 @@ def build_sensors(settings: Settings, ingest_job: object, gold_job: object) -> l
                 requests.append(dg.RunRequest(partition_key=arrival.isoformat(), run_key=batch_id, tags={BATCH_TAG: batch_id}))
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
-    @dg.sensor(job=gold_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Restates gold: after each published batch, refreshes every event date it touched.")
+    @dg.sensor(
+        job_name=gold_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Restates gold: after each published batch, refreshes every event date it touched.",
+    )
     def billing_events_gold_refresh_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
         published = OpsTables(lakehouse.root).batch_rows(BILLING_EVENTS.dataset).filter(pl.col("status") == "published")
         requests = [
-            gold_refresh_request(row["batch_id"], row["arrival_date"], [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")], event_start)
+            gold_refresh_request(
+                row["batch_id"],
+                row["arrival_date"],
+                [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")],
+                event_start,
+            )
             for row in published.iter_rows(named=True)
         ]
         return dg.SensorResult(run_requests=requests)

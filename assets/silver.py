@@ -1,6 +1,7 @@
 """silver.billing_events (current state) and its quarantine, published together behind the batch's gates."""
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
@@ -20,7 +21,7 @@ class SilverConfig(dg.Config):
     max_rejected_fraction: float | None = None
 
 
-def _batch_metadata(report: SilverReport) -> dict[str, object]:
+def _batch_metadata(report: SilverReport) -> dict[str, Any]:
     return {
         "batch_id": report.batch_id,
         "arrival_date": report.arrival_date.isoformat(),
@@ -39,25 +40,59 @@ def _batch_metadata(report: SilverReport) -> dict[str, object]:
 def build_silver(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[
-            dg.AssetSpec(SILVER_KEY, deps=[BRONZE_KEY], partitions_def=partitions, code_version=CODE_VERSION, group_name="billing_events",
-                         kinds={"deltalake", "polars"}, description="One row per event_id: the winning content of its highest source_version."),
-            dg.AssetSpec(QUARANTINE_KEY, deps=[BRONZE_KEY], partitions_def=partitions, code_version=CODE_VERSION, group_name="billing_events",
-                         kinds={"deltalake"}, description="Every rejected delivery with its reason, detail and lineage."),
+            dg.AssetSpec(
+                SILVER_KEY,
+                deps=[BRONZE_KEY],
+                partitions_def=partitions,
+                code_version=CODE_VERSION,
+                group_name="billing_events",
+                kinds={"deltalake", "polars"},
+                description="One row per event_id: the winning content of its highest source_version.",
+            ),
+            dg.AssetSpec(
+                QUARANTINE_KEY,
+                deps=[BRONZE_KEY],
+                partitions_def=partitions,
+                code_version=CODE_VERSION,
+                group_name="billing_events",
+                kinds={"deltalake"},
+                description="Every rejected delivery with its reason, detail and lineage.",
+            ),
         ],
-        check_specs=[dg.AssetCheckSpec(name, asset=SILVER_KEY, blocking=True, description="publish gate, evaluated before silver's commit") for name in GATES],
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=SILVER_KEY, blocking=True, description="publish gate, evaluated before silver's commit")
+            for name in GATES
+        ],
         partitions_def=partitions,
         can_subset=False,
     )
     def silver_billing_events(context: dg.AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource):
-        report = publish_silver(lakehouse.settings(), BILLING_EVENTS, date.fromisoformat(context.partition_key), context.run.run_id,
-                                CODE_VERSION, config.max_rejected_fraction)
+        report = publish_silver(
+            lakehouse.settings(),
+            BILLING_EVENTS,
+            date.fromisoformat(context.partition_key),
+            context.run.run_id,
+            CODE_VERSION,
+            config.max_rejected_fraction,
+        )
         metadata = _batch_metadata(report)
-        yield dg.MaterializeResult(asset_key=QUARANTINE_KEY, metadata={**metadata, "sample_rejects": dg.MetadataValue.json(report.sample_rejects)})
+        yield dg.MaterializeResult(
+            asset_key=QUARANTINE_KEY, metadata={**metadata, "sample_rejects": dg.MetadataValue.json(report.sample_rejects)}
+        )
         for gate in report.gates:
-            yield dg.AssetCheckResult(asset_key=SILVER_KEY, check_name=gate.name, passed=gate.passed, severity=dg.AssetCheckSeverity.ERROR,
-                                      metadata={"observed": gate.observed, "guardrail": gate.guardrail, **gate.metadata,
-                                                "quarantine_reasons": dg.MetadataValue.json(report.reasons),
-                                                "sample_rejects": dg.MetadataValue.json(report.sample_rejects)})
+            yield dg.AssetCheckResult(
+                asset_key=SILVER_KEY,
+                check_name=gate.name,
+                passed=gate.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "observed": gate.observed,
+                    "guardrail": gate.guardrail,
+                    **gate.metadata,
+                    "quarantine_reasons": dg.MetadataValue.json(report.reasons),
+                    "sample_rejects": dg.MetadataValue.json(report.sample_rejects),
+                },
+            )
         if not report.published:
             failed = [g.name for g in report.gates if not g.passed]
             raise dg.Failure(

@@ -53,7 +53,13 @@ def _type_rules() -> list[pa.Check]:
     for field, kind in FIELDS.items():
         expected = {FieldKind.STRING: "a string", FieldKind.INTEGER: "an integer", FieldKind.OBJECT: "a JSON object"}
         if kind is FieldKind.TIMESTAMP:
-            rules.append(rule("invalid_type", f"{field} is an RFC 3339 timestamp string", ~_state(field).is_in([State.WRONG_TYPE, State.UNPARSEABLE])))
+            rules.append(
+                rule(
+                    "invalid_type",
+                    f"{field} is an RFC 3339 timestamp string",
+                    ~_state(field).is_in([State.WRONG_TYPE, State.UNPARSEABLE]),
+                )
+            )
         else:
             rules.append(rule("invalid_type", f"{field} is {expected[kind]}", _state(field) != State.WRONG_TYPE))
     rules.append(rule("naive_timestamp", "event_ts has an explicit UTC offset", _state("event_ts") != State.NAIVE))
@@ -64,7 +70,11 @@ def _value_rules() -> list[pa.Check]:
     amount, kind = pl.col("amount_minor"), pl.col("event_type")
     return [
         rule("invalid_value", "event_id is not empty", pl.col("event_id").str.len_chars() > 0),
-        rule("invalid_value", f"event_id has at most {MAX_EVENT_ID_LENGTH} characters", pl.col("event_id").str.len_chars() <= MAX_EVENT_ID_LENGTH),
+        rule(
+            "invalid_value",
+            f"event_id has at most {MAX_EVENT_ID_LENGTH} characters",
+            pl.col("event_id").str.len_chars() <= MAX_EVENT_ID_LENGTH,
+        ),
         rule("invalid_value", "account_id is not empty", pl.col("account_id").str.len_chars() > 0),
         rule("invalid_value", "source_version >= 1", pl.col("source_version") >= 1),
         rule("invalid_value", "source_version fits in int64", _state("source_version") != State.OUT_OF_RANGE),

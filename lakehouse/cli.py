@@ -27,7 +27,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from lakehouse.generate import generate_landing
 
     summary = generate_landing(Path(_settings(args).root), args.start, args.days, args.events_per_day, args.seed)
-    print(f"wrote {len(summary.files)} files, {summary.lines:,} records for {len(summary.arrival_dates)} arrival dates under {summary.root}")
+    print(
+        f"wrote {len(summary.files)} files, {summary.lines:,} records for {len(summary.arrival_dates)} arrival dates under {summary.root}"
+    )
     print("faults: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.faults.items())))
     return 0
 
@@ -41,7 +43,9 @@ def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | N
         return 0
     failed = 0
     for outcome in run_arrival_dates(settings, dates, max_rejected_fraction):
-        print(f"{outcome.arrival_date}  {'ok    ' if outcome.ok else 'FAILED'}  run {outcome.ingest_run_id[:8]}  {outcome.message}")
+        print(
+            f"{outcome.arrival_date}  {'ok    ' if outcome.ok else 'FAILED'}  run {outcome.ingest_run_id[:8]}  {outcome.message}"
+        )
         failed += not outcome.ok
     if failed:
         print(f"{failed} arrival date(s) failed; see `lakehouse status` and the runs in the Dagster UI", file=sys.stderr)
@@ -76,18 +80,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = Settings.from_env(root=str(root))
     started = time.perf_counter()
     summary = generate_landing(root, args.start, args.days, args.events_per_day, args.seed)
-    print(f"generated {summary.lines:,} records in {len(summary.files)} files for {len(summary.arrival_dates)} arrival dates "
-          f"(faults: {', '.join(f'{k}={v}' for k, v in sorted(summary.faults.items()))})\n")
+    print(
+        f"generated {summary.lines:,} records in {len(summary.files)} files for {len(summary.arrival_dates)} arrival dates "
+        f"(faults: {', '.join(f'{k}={v}' for k, v in sorted(summary.faults.items()))})\n"
+    )
     code = _run(settings, summary.arrival_dates, None)
     elapsed = time.perf_counter() - started
     print("\n" + render_status(collect_status(str(root), DATASET, GOLD_TABLE)))
     print(f"\n{summary.lines:,} records end to end in {elapsed:.1f}s ({summary.lines / elapsed:,.0f} records/s).")
-    print(f"Explore it: LAKEHOUSE_ROOT={root} lakehouse status   |   LAKEHOUSE_ROOT={root} DAGSTER_HOME={root / 'dagster_home'} dagster dev -w workspace.yaml")
+    print(
+        f"Explore it: LAKEHOUSE_ROOT={root} lakehouse status   |   LAKEHOUSE_ROOT={root} DAGSTER_HOME={root / 'dagster_home'} dagster dev -w workspace.yaml"
+    )
     return code
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lakehouse", description="A production-safe Dagster + Delta Lake lakehouse for billing events.")
+    parser = argparse.ArgumentParser(
+        prog="lakehouse", description="A production-safe Dagster + Delta Lake lakehouse for billing events."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     root_help = "storage root (default: $LAKEHOUSE_ROOT or ./.lakehouse)"
 

@@ -30,15 +30,19 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         # BackfillPolicy and nonexistent-upstream mappings are beta in 1.13; we use them on purpose and pin the minor version.
         warnings.filterwarnings("ignore", category=dg.BetaWarning)
         gold = build_gold(events, gold_from_arrivals(settings))
-    ingest = dg.define_asset_job(INGEST_JOB, selection=dg.AssetSelection.assets(bronze, silver),
-                                 description="Land one arrival date into bronze, then judge, gate and publish it to silver.")
-    refresh = dg.define_asset_job(GOLD_JOB, selection=dg.AssetSelection.assets(GOLD_KEY),
-                                  description="Recompute gold for the event dates a batch touched.")
+    ingest = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.assets(bronze, silver),
+        description="Land one arrival date into bronze, then judge, gate and publish it to silver.",
+    )
+    refresh = dg.define_asset_job(
+        GOLD_JOB, selection=dg.AssetSelection.assets(GOLD_KEY), description="Recompute gold for the event dates a batch touched."
+    )
     return dg.Definitions(
         assets=[bronze, silver, gold],
         asset_checks=[silver_has_one_row_per_event_id, silver_rows_match_contract, gold_matches_silver_aggregate],
         jobs=[ingest, refresh],
-        sensors=build_sensors(settings, ingest, refresh),
+        sensors=build_sensors(settings, INGEST_JOB, GOLD_JOB),
         resources={"lakehouse": LakehouseResource.from_settings(settings)},
     )
 

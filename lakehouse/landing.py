@@ -146,6 +146,7 @@ def current_batch_id(root: str | Path, dataset: str, arrival_date: date) -> str:
     """The batch id the landed files of a date would get now, hashing files without parsing lines."""
     folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
     listing = "".join(
-        f"{arrival_date.isoformat()}/{path.name}\t{hashlib.sha256(_read_bytes(path)).hexdigest()}\n" for path in _landing_files(folder)
+        f"{arrival_date.isoformat()}/{path.name}\t{hashlib.sha256(_read_bytes(path)).hexdigest()}\n"
+        for path in _landing_files(folder)
     )
     return batch_id_for(dataset, arrival_date, hashlib.sha256(listing.encode()).hexdigest())

@@ -67,7 +67,13 @@ def apply_changes(
     def merge() -> dict[str, int]:
         return (
             DeltaTable(uri)
-            .merge(source.to_arrow(), predicate=on, source_alias="s", target_alias="t", commit_properties=commit.properties(operation))
+            .merge(
+                source.to_arrow(),
+                predicate=on,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=commit.properties(operation),
+            )
             .when_matched_update(updates=assignments, predicate=f"s.{OP} = 'upsert'{guard}")
             .when_matched_delete(predicate=f"s.{OP} = 'delete'")
             .when_not_matched_insert(updates=assignments, predicate=f"s.{OP} = 'upsert'")

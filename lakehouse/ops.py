@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 
@@ -75,7 +75,7 @@ RESTATEMENTS_SCHEMA: dict[str, pl.DataType] = {
 
 def now_utc() -> datetime:
     """Wall clock, only ever stored in `_..._at` columns: no data decision reads it."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -94,17 +94,30 @@ class OpsTables:
     def restatements(self) -> str:
         return table_uri(self.root, "ops", "restatements")
 
-    def upsert(self, uri: str, schema: dict[str, pl.DataType], rows: list[dict[str, object]], key: list[str], commit: CommitInfo) -> None:
+    def upsert(
+        self, uri: str, schema: dict[str, pl.DataType], rows: list[dict[str, object]], key: list[str], commit: CommitInfo
+    ) -> None:
         ensure_table(uri, schema, partition_by=[])
         desired = pl.DataFrame(rows, schema=schema)
         keys = desired.select(key)
         current = read_table(uri, empty_schema=schema).join(keys, on=key, how="semi")
         compare = [column for column in schema if column not in WALL_CLOCK]
-        apply_changes(uri, desired, current, key=key, partition=None, compare=compare, commit=commit,
-                      operation=f"record {uri.rsplit('/', 1)[-1]}", delete_scope=pl.lit(False))
+        apply_changes(
+            uri,
+            desired,
+            current,
+            key=key,
+            partition=None,
+            compare=compare,
+            commit=commit,
+            operation=f"record {uri.rsplit('/', 1)[-1]}",
+            delete_scope=pl.lit(False),
+        )
 
     def record_batch(self, row: dict[str, object], commit: CommitInfo) -> None:
-        self.upsert(self.batches, BATCHES_SCHEMA, [{**row, "_run_id": commit.run_id, "_recorded_at": now_utc()}], ["batch_id"], commit)
+        self.upsert(
+            self.batches, BATCHES_SCHEMA, [{**row, "_run_id": commit.run_id, "_recorded_at": now_utc()}], ["batch_id"], commit
+        )
 
     def batch_rows(self, dataset: str) -> pl.DataFrame:
         return read_table(self.batches, pl.col("dataset") == dataset, empty_schema=BATCHES_SCHEMA)
@@ -115,9 +128,20 @@ class OpsTables:
         if rows.is_empty():
             return CommitInfo(dataset=dataset, batch_id=batch_id, run_id=run_id, code_version=code_version)
         row = rows.row(0, named=True)
-        counts = {name: row[name] for name in ("records_in", "inserted", "updated", "duplicates", "stale", "quarantined", "displaced") if row[name] is not None}
-        return CommitInfo(dataset=dataset, batch_id=batch_id, run_id=run_id, code_version=code_version, arrival_date=row["arrival_date"],
-                          source_files=tuple(json.loads(row["files"] or "[]")), counts=counts)
+        counts = {
+            name: row[name]
+            for name in ("records_in", "inserted", "updated", "duplicates", "stale", "quarantined", "displaced")
+            if row[name] is not None
+        }
+        return CommitInfo(
+            dataset=dataset,
+            batch_id=batch_id,
+            run_id=run_id,
+            code_version=code_version,
+            arrival_date=row["arrival_date"],
+            source_files=tuple(json.loads(row["files"] or "[]")),
+            counts=counts,
+        )
 
     def mark_complete(self, batch_id: str, commit: CommitInfo) -> bool:
         """Gold has been refreshed for a published batch: the batch is complete."""
@@ -128,14 +152,35 @@ class OpsTables:
         self.upsert(self.batches, BATCHES_SCHEMA, [row], ["batch_id"], commit)
         return True
 
-    def open_incident(self, *, dataset: str, arrival_date: date, batch_id: str, failure_mode: str, guardrail: str,
-                      observed: str, affected_rows: int, detail: str, commit: CommitInfo) -> str:
+    def open_incident(
+        self,
+        *,
+        dataset: str,
+        arrival_date: date,
+        batch_id: str,
+        failure_mode: str,
+        guardrail: str,
+        observed: str,
+        affected_rows: int,
+        detail: str,
+        commit: CommitInfo,
+    ) -> str:
         incident_id = hashlib.sha256(f"{batch_id}:{failure_mode}".encode()).hexdigest()[:16]
         row = {
-            "incident_id": incident_id, "pipeline": f"{dataset}_ingest", "dataset": dataset, "arrival_date": arrival_date,
-            "idempotency_key": batch_id, "failure_mode": failure_mode, "guardrail": guardrail, "observed": observed,
-            "affected_rows": affected_rows, "detail": detail, "status": "open", "resolved_by_batch_id": None,
-            "_run_id": commit.run_id, "_recorded_at": now_utc(),
+            "incident_id": incident_id,
+            "pipeline": f"{dataset}_ingest",
+            "dataset": dataset,
+            "arrival_date": arrival_date,
+            "idempotency_key": batch_id,
+            "failure_mode": failure_mode,
+            "guardrail": guardrail,
+            "observed": observed,
+            "affected_rows": affected_rows,
+            "detail": detail,
+            "status": "open",
+            "resolved_by_batch_id": None,
+            "_run_id": commit.run_id,
+            "_recorded_at": now_utc(),
         }
         self.upsert(self.incidents, INCIDENTS_SCHEMA, [row], ["incident_id"], commit)
         return incident_id
@@ -146,16 +191,21 @@ class OpsTables:
         still_open = read_table(self.incidents, scope, empty_schema=INCIDENTS_SCHEMA)
         if still_open.is_empty():
             return 0
-        resolved = still_open.with_columns(status=pl.lit("resolved"), resolved_by_batch_id=pl.lit(batch_id),
-                                           _run_id=pl.lit(commit.run_id), _recorded_at=pl.lit(now_utc()))
+        resolved = still_open.with_columns(
+            status=pl.lit("resolved"),
+            resolved_by_batch_id=pl.lit(batch_id),
+            _run_id=pl.lit(commit.run_id),
+            _recorded_at=pl.lit(now_utc()),
+        )
         self.upsert(self.incidents, INCIDENTS_SCHEMA, resolved.to_dicts(), ["incident_id"], commit)
         return len(resolved)
 
     def record_restatements(self, rows: list[dict[str, object]], commit: CommitInfo) -> None:
         stamped = [{**row, "_run_id": commit.run_id, "_recorded_at": now_utc()} for row in rows]
-        self.upsert(self.restatements, RESTATEMENTS_SCHEMA, stamped, ["dataset", "table", "event_date", "caused_by_batch_id"], commit)
+        self.upsert(
+            self.restatements, RESTATEMENTS_SCHEMA, stamped, ["dataset", "table", "event_date", "caused_by_batch_id"], commit
+        )
 
 
 def dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
-

@@ -12,17 +12,15 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
 import polars as pl
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))?$"
-)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))?$")
 MAX_OFFSET_MINUTES = 14 * 60
 
 
@@ -109,7 +107,7 @@ def parse_timestamp(value: str) -> tuple[int | None, str]:
             return None, State.OUT_OF_RANGE
         offset_minutes *= -1 if match.group(9) == "-" else 1
     try:
-        instant = local.replace(tzinfo=timezone(timedelta(minutes=offset_minutes))).astimezone(timezone.utc)
+        instant = local.replace(tzinfo=timezone(timedelta(minutes=offset_minutes))).astimezone(UTC)
     except (OverflowError, ValueError):
         return None, State.UNPARSEABLE
     return (instant - _EPOCH) // timedelta(microseconds=1), State.OK

@@ -92,9 +92,7 @@ def resolve(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str) ->
             .then(pl.lit("updated"))
             .otherwise(pl.lit("inserted"))
         )
-        .with_columns(
-            [pl.when(pl.col("_outcome") == "version_conflict").then(pl.col(k)).alias(k) for k in KEPT_LINEAGE.values()]
-        )
+        .with_columns([pl.when(pl.col("_outcome") == "version_conflict").then(pl.col(k)).alias(k) for k in KEPT_LINEAGE.values()])
         .drop("_repeat_in_batch", "_winner_hash", "_max_version", "_seen_before", "_key_known")
     )
     delivered_versions = batch.select(key, version).unique()

@@ -24,12 +24,20 @@ class LakehouseResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LakehouseResource:
-        return cls(root=settings.root, allowed_lateness_days=settings.allowed_lateness_days,
-                   max_rejected_fraction=settings.max_rejected_fraction, lock_timeout_seconds=settings.lock_timeout_seconds)
+        return cls(
+            root=settings.root,
+            allowed_lateness_days=settings.allowed_lateness_days,
+            max_rejected_fraction=settings.max_rejected_fraction,
+            lock_timeout_seconds=settings.lock_timeout_seconds,
+        )
 
     def settings(self) -> Settings:
-        settings = Settings(root=self.root, allowed_lateness_days=self.allowed_lateness_days,
-                            max_rejected_fraction=self.max_rejected_fraction, lock_timeout_seconds=self.lock_timeout_seconds)
+        settings = Settings(
+            root=self.root,
+            allowed_lateness_days=self.allowed_lateness_days,
+            max_rejected_fraction=self.max_rejected_fraction,
+            lock_timeout_seconds=self.lock_timeout_seconds,
+        )
         settings.validate()
         return settings
 

@@ -57,19 +57,32 @@ def refresh_partitions(
     in_dates = pl.col(partition).is_in(pl.Series(dates, dtype=pl.Date).implode())
     with exclusive_writer(settings.root, table_name.replace("/", "_"), settings.lock_timeout_seconds):
         after = aggregate(read_table(source_uri, in_dates)).select(list(target_schema)).sort(list(target_schema))
-        before = read_table(target_uri, in_dates, empty_schema=target_schema).select(list(target_schema)).sort(list(target_schema))
-        changed = [d for d in sorted(set(dates)) if not before.filter(pl.col(partition) == d).equals(after.filter(pl.col(partition) == d))]
+        before = (
+            read_table(target_uri, in_dates, empty_schema=target_schema).select(list(target_schema)).sort(list(target_schema))
+        )
+        changed = [
+            d
+            for d in sorted(set(dates))
+            if not before.filter(pl.col(partition) == d).equals(after.filter(pl.col(partition) == d))
+        ]
         restatements = []
         for day in changed:
             rows_before, total_before = _partition_summary(before, partition, day)
             if rows_before == 0:
                 continue  # a first publication, not a restatement: nobody can have used it yet
             rows_after, total_after = _partition_summary(after, partition, day)
-            restatements.append({
-                "dataset": commit.dataset, "table": table_name, "event_date": day, "caused_by_batch_id": caused_by,
-                "rows_before": rows_before, "rows_after": rows_after,
-                f"{MEASURE}_before": total_before, f"{MEASURE}_after": total_after,
-            })
+            restatements.append(
+                {
+                    "dataset": commit.dataset,
+                    "table": table_name,
+                    "event_date": day,
+                    "caused_by_batch_id": caused_by,
+                    "rows_before": rows_before,
+                    "rows_after": rows_after,
+                    f"{MEASURE}_before": total_before,
+                    f"{MEASURE}_after": total_after,
+                }
+            )
         if restatements:
             OpsTables(settings.root).record_restatements(restatements, commit)
             crash_point("after_restatement_record")

@@ -43,38 +43,70 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
 
 def pending_arrival_dates(settings: Settings, dataset: str) -> list[date]:
     """Landed dates whose current files are not yet fully published (gated, failed or interrupted included)."""
-    complete = set(OpsTables(settings.root).batch_rows(dataset).filter(pl.col("status") == "complete").get_column("batch_id").to_list())
-    return [d for d in landed_arrival_dates(settings.root, dataset) if current_batch_id(settings.root, dataset, d) not in complete]
+    complete = set(
+        OpsTables(settings.root).batch_rows(dataset).filter(pl.col("status") == "complete").get_column("batch_id").to_list()
+    )
+    return [
+        d for d in landed_arrival_dates(settings.root, dataset) if current_batch_id(settings.root, dataset, d) not in complete
+    ]
 
 
-def run_arrival_dates(settings: Settings, arrival_dates: list[date], max_rejected_fraction: float | None = None,
-                      instance: dg.DagsterInstance | None = None) -> list[DateOutcome]:
+def run_arrival_dates(
+    settings: Settings,
+    arrival_dates: list[date],
+    max_rejected_fraction: float | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> list[DateOutcome]:
     from assets.billing_feed import BILLING_EVENTS  # the composition root wires the one feed
     from assets.sensors import gold_refresh_request
 
     defs = build_definitions(settings)
     instance = instance or instance_for(settings)
     ingest, refresh = defs.resolve_job_def(INGEST_JOB), defs.resolve_job_def(GOLD_JOB)
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the instance keeps every event; the terminal gets the summary
+    quiet = {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}}
+    }  # the instance keeps every event; the terminal gets the summary
     run_config = {"ops": {"silver_billing_events": {"config": {"max_rejected_fraction": max_rejected_fraction}}}, **quiet}
     outcomes = []
     for arrival in sorted(set(arrival_dates)):
         if arrival < settings.partitions_start:
-            raise ValueError(f"arrival date {arrival} is before the partitions start {settings.partitions_start} (LAKEHOUSE_PARTITIONS_START)")
-        result = ingest.execute_in_process(partition_key=arrival.isoformat(), instance=instance, run_config=run_config,
-                                           raise_on_error=False, tags={"lakehouse/trigger": "cli"})
+            raise ValueError(
+                f"arrival date {arrival} is before the partitions start {settings.partitions_start} (LAKEHOUSE_PARTITIONS_START)"
+            )
+        result = ingest.execute_in_process(
+            partition_key=arrival.isoformat(),
+            instance=instance,
+            run_config=run_config,
+            raise_on_error=False,
+            tags={"lakehouse/trigger": "cli"},
+        )
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
-            message = failure.step_failure_data.error.message.strip().splitlines()[0] if failure and failure.step_failure_data.error else "run failed"
+            message = (
+                failure.step_failure_data.error.message.strip().splitlines()[0]
+                if failure and failure.step_failure_data.error
+                else "run failed"
+            )
             outcomes.append(DateOutcome(arrival, result.run_id, False, None, None, message))
             continue
-        batch = OpsTables(settings.root).batch_rows(BILLING_EVENTS.dataset).filter(
-            (pl.col("arrival_date") == arrival) & pl.col("status").is_in(["published", "complete"])).sort("_recorded_at").tail(1)
+        batch = (
+            OpsTables(settings.root)
+            .batch_rows(BILLING_EVENTS.dataset)
+            .filter((pl.col("arrival_date") == arrival) & pl.col("status").is_in(["published", "complete"]))
+            .sort("_recorded_at")
+            .tail(1)
+        )
         row = batch.row(0, named=True)
         touched = [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")]
         event_start = settings.partitions_start - timedelta(days=settings.allowed_lateness_days)
         request = gold_refresh_request(row["batch_id"], arrival, touched, event_start)
-        gold = refresh.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet, tags={**request.tags, "lakehouse/trigger": "cli"})
-        message = f"published batch {row['batch_id'][:12]}; gold refreshed for {len(touched)} event dates" if gold.success else "gold refresh failed"
+        gold = refresh.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=quiet, tags={**request.tags, "lakehouse/trigger": "cli"}
+        )
+        message = (
+            f"published batch {row['batch_id'][:12]}; gold refreshed for {len(touched)} event dates"
+            if gold.success
+            else "gold refresh failed"
+        )
         outcomes.append(DateOutcome(arrival, result.run_id, True, gold.run_id, gold.success, message))
     return outcomes

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
 
-from lakehouse.ops import BATCHES_SCHEMA, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
+from lakehouse.ops import INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
 from lakehouse.storage import read_table, table_exists, table_uri
 
 LAST_BATCHES = 10
@@ -26,11 +27,13 @@ def _table_facts(uri: str) -> dict[str, object]:
         "rows": rows,
         "last_operation": last.get("lakehouse_operation") or last.get("operation"),
         "last_batch_id": last.get("batch_id"),
-        "last_commit_at": datetime.fromtimestamp(last["timestamp"] / 1000).isoformat(timespec="seconds") if "timestamp" in last else None,
+        "last_commit_at": datetime.fromtimestamp(last["timestamp"] / 1000).isoformat(timespec="seconds")
+        if "timestamp" in last
+        else None,
     }
 
 
-def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, object]:
+def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, Any]:
     tables = {
         f"bronze.{dataset}": table_uri(root, "bronze", dataset),
         f"silver.{dataset}": table_uri(root, "silver", dataset),
@@ -42,7 +45,11 @@ def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, object
         "ops.restatements": table_uri(root, "ops", "restatements"),
     }
     ops = OpsTables(root)
-    batches = ops.batch_rows(dataset).sort("arrival_date", "_recorded_at", descending=True).unique("arrival_date", keep="first", maintain_order=True)
+    batches = (
+        ops.batch_rows(dataset)
+        .sort("arrival_date", "_recorded_at", descending=True)
+        .unique("arrival_date", keep="first", maintain_order=True)
+    )
     quarantine = read_table(tables[f"silver.{dataset}_quarantine"], columns=["_reason"], empty_schema={"_reason": pl.String()})
     incidents = read_table(ops.incidents, pl.col("status") == "open", empty_schema=INCIDENTS_SCHEMA)
     restatements = read_table(ops.restatements, empty_schema=RESTATEMENTS_SCHEMA)
@@ -54,37 +61,62 @@ def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, object
                 "arrival_date": row["arrival_date"].isoformat(),
                 "batch_id": row["batch_id"],
                 "status": row["status"],
-                **{k: row[k] for k in ("records_in", "inserted", "updated", "duplicates", "stale", "quarantined", "displaced", "rejected_fraction")},
+                **{
+                    k: row[k]
+                    for k in (
+                        "records_in",
+                        "inserted",
+                        "updated",
+                        "duplicates",
+                        "stale",
+                        "quarantined",
+                        "displaced",
+                        "rejected_fraction",
+                    )
+                },
                 "gates": json.loads(row["gates"]) if row["gates"] else {},
                 "schema_drift": json.loads(row["schema_drift"]) if row["schema_drift"] else {},
             }
             for row in batches.head(LAST_BATCHES).iter_rows(named=True)
         ],
-        "quarantine_reasons": dict(sorted(quarantine.get_column("_reason").value_counts().iter_rows())) if quarantine.height else {},
-        "open_incidents": [{k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()} for row in incidents.iter_rows(named=True)],
+        "quarantine_reasons": dict(sorted(quarantine.get_column("_reason").value_counts().iter_rows()))
+        if quarantine.height
+        else {},
+        "open_incidents": [
+            {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}
+            for row in incidents.iter_rows(named=True)
+        ],
         "restatements": restatements.height,
     }
 
 
-def render_status(status: dict[str, object]) -> str:
+def render_status(status: dict[str, Any]) -> str:
     lines = [f"Lakehouse at {status['root']}", "", "Tables:"]
-    for name, facts in status["tables"].items():  # type: ignore[union-attr]
+    for name, facts in status["tables"].items():
         if not facts["exists"]:
             lines.append(f"  {name:<40} (not created yet)")
         else:
             lines.append(f"  {name:<40} v{facts['version']:<5} {facts['rows']:>10,} rows   last: {facts['last_operation']}")
-    lines += ["", "Last batches (newest arrival first):",
-              f"  {'arrival':<11} {'status':<10} {'batch':<13} {'in':>7} {'ins':>7} {'upd':>6} {'dup':>6} {'stale':>6} {'quar':>6} {'rejected':>9}  gates"]
-    for b in status["last_batches"]:  # type: ignore[union-attr]
+    lines += [
+        "",
+        "Last batches (newest arrival first):",
+        f"  {'arrival':<11} {'status':<10} {'batch':<13} {'in':>7} {'ins':>7} {'upd':>6} {'dup':>6} {'stale':>6} {'quar':>6} {'rejected':>9}  gates",
+    ]
+    for b in status["last_batches"]:
         gates = ", ".join(f"{name}={'pass' if ok else 'FAIL'}" for name, ok in b["gates"].items()) or "-"
         fraction = f"{b['rejected_fraction']:.2%}" if b["rejected_fraction"] is not None else "-"
-        lines.append(f"  {b['arrival_date']:<11} {b['status']:<10} {b['batch_id'][:12]:<13} {b['records_in'] or 0:>7} {b['inserted'] or 0:>7} "
-                     f"{b['updated'] or 0:>6} {b['duplicates'] or 0:>6} {b['stale'] or 0:>6} {b['quarantined'] or 0:>6} {fraction:>9}  {gates}")
+        lines.append(
+            f"  {b['arrival_date']:<11} {b['status']:<10} {b['batch_id'][:12]:<13} {b['records_in'] or 0:>7} {b['inserted'] or 0:>7} "
+            f"{b['updated'] or 0:>6} {b['duplicates'] or 0:>6} {b['stale'] or 0:>6} {b['quarantined'] or 0:>6} {fraction:>9}  {gates}"
+        )
     reasons = status["quarantine_reasons"]
-    lines += ["", "Quarantine reasons: " + (", ".join(f"{k}={v}" for k, v in reasons.items()) if reasons else "Quarantine reasons: none")]  # type: ignore[union-attr]
+    lines += [
+        "",
+        "Quarantine reasons: " + (", ".join(f"{k}={v}" for k, v in reasons.items()) if reasons else "Quarantine reasons: none"),
+    ]
     incidents = status["open_incidents"]
-    lines.append(f"Open incidents: {len(incidents)}")  # type: ignore[arg-type]
-    for incident in incidents:  # type: ignore[union-attr]
+    lines.append(f"Open incidents: {len(incidents)}")
+    for incident in incidents:
         lines.append(f"  {incident['arrival_date']} {incident['failure_mode']}: {incident['detail']}")
     lines.append(f"Restatements recorded: {status['restatements']}")
     return "\n".join(lines)

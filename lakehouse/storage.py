@@ -109,7 +109,9 @@ def replace_where(uri: str, data: pl.DataFrame, predicate: str, commit: CommitIn
 
 
 def append(uri: str, data: pl.DataFrame, commit: CommitInfo, operation: str) -> None:
-    with_commit_retry(lambda: write_deltalake(uri, data.to_arrow(), mode="append", commit_properties=commit.properties(operation)))
+    with_commit_retry(
+        lambda: write_deltalake(uri, data.to_arrow(), mode="append", commit_properties=commit.properties(operation))
+    )
 
 
 def with_commit_retry(write: Callable[[], T], attempts: int = 5) -> T:

@@ -17,11 +17,27 @@ from lakehouse.storage import read_table, table_uri
 WALL_CLOCK_AND_RUN = ("_run_id", "_ingested_at", "_quarantined_at", "_recorded_at")
 
 
-def event(event_id: str, version: int = 1, *, ts: str = "2025-01-10T12:00:00Z", amount: int = 100, kind: str = "charge",
-          account: str = "acct_1", currency: str = "USD", **extra: object) -> dict[str, object]:
+def event(
+    event_id: str,
+    version: int = 1,
+    *,
+    ts: str = "2025-01-10T12:00:00Z",
+    amount: int = 100,
+    kind: str = "charge",
+    account: str = "acct_1",
+    currency: str = "USD",
+    **extra: object,
+) -> dict[str, object]:
     """A valid billing event; override any field (None drops nothing: it sets JSON null)."""
-    record: dict[str, object] = {"event_id": event_id, "source_version": version, "account_id": account, "event_type": kind,
-                                 "event_ts": ts, "amount_minor": amount, "currency": currency}
+    record: dict[str, object] = {
+        "event_id": event_id,
+        "source_version": version,
+        "account_id": account,
+        "event_type": kind,
+        "event_ts": ts,
+        "amount_minor": amount,
+        "currency": currency,
+    }
     record.update(extra)
     return record
 
@@ -64,11 +80,16 @@ def silver(root: Path) -> pl.DataFrame:
 
 def quarantine(root: Path) -> pl.DataFrame:
     return read_table(table_uri(root, "silver", "billing_events_quarantine"), empty_schema=BILLING_EVENTS.quarantine_schema).sort(
-        "_arrival_date", "_source_file", "_source_line")
+        "_arrival_date", "_source_file", "_source_line"
+    )
 
 
 def gold(root: Path) -> pl.DataFrame:
-    return read_table(table_uri(root, "gold", GOLD_TABLE)).sort("event_date", "account_id", "currency") if (root / "tables" / "gold").exists() else pl.DataFrame()
+    return (
+        read_table(table_uri(root, "gold", GOLD_TABLE)).sort("event_date", "account_id", "currency")
+        if (root / "tables" / "gold").exists()
+        else pl.DataFrame()
+    )
 
 
 def snapshot(root: Path) -> dict[str, pl.DataFrame]:

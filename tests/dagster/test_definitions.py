@@ -22,7 +22,10 @@ D1, D2 = "2025-01-10", "2025-01-11"
 
 def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    return {r.event_log_entry.dagster_event.event_specific_data.check_name: r.event_log_entry.dagster_event.event_specific_data for r in records}
+    return {
+        r.event_log_entry.dagster_event.event_specific_data.check_name: r.event_log_entry.dagster_event.event_specific_data
+        for r in records
+    }
 
 
 def test_definitions_load_without_warnings_and_show_layers_checks_and_sensors(tmp_path: Path) -> None:
@@ -31,10 +34,21 @@ def test_definitions_load_without_warnings_and_show_layers_checks_and_sensors(tm
         defs = build_definitions(settings_for(tmp_path))
         repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
-    assert keys == {"bronze/billing_events", "silver/billing_events", "silver/billing_events_quarantine", "gold/daily_account_revenue"}
+    assert keys == {
+        "bronze/billing_events",
+        "silver/billing_events",
+        "silver/billing_events_quarantine",
+        "gold/daily_account_revenue",
+    }
     checks = {key.name for key in repository.asset_graph.asset_check_keys}
-    assert {"rejected_fraction_within_threshold", "silver_keys_are_unique", "batch_counts_are_conserved", "silver_has_one_row_per_event_id",
-            "silver_rows_match_contract", "gold_matches_silver_aggregate"} <= checks
+    assert {
+        "rejected_fraction_within_threshold",
+        "silver_keys_are_unique",
+        "batch_counts_are_conserved",
+        "silver_has_one_row_per_event_id",
+        "silver_rows_match_contract",
+        "gold_matches_silver_aggregate",
+    } <= checks
     assert {s.name for s in repository.sensor_defs} == {"billing_events_landing_sensor", "billing_events_gold_refresh_sensor"}
 
 
@@ -66,7 +80,9 @@ def test_a_failed_gate_fails_the_run_shows_the_check_and_leaves_silver_and_gold_
     assert not gate.passed and gate.metadata["rejected_fraction"].value == 0.75
     assert gate.metadata["quarantine_reasons"].value == {"malformed_record": 2, "naive_timestamp": 1}
     assert silver(tmp_path).equals(silver_before) and gold(tmp_path).equals(gold_before)
-    assert instance.get_latest_materialization_event(SILVER_KEY).asset_materialization.partition == D1  # no new silver materialization
+    assert (
+        instance.get_latest_materialization_event(SILVER_KEY).asset_materialization.partition == D1
+    )  # no new silver materialization
     assert instance.get_latest_materialization_event(QUARANTINE_KEY).asset_materialization.partition == D2  # evidence published
     incidents = read_table(table_uri(tmp_path, "ops", "incidents"))
     assert incidents.select("status", "arrival_date").rows() == [("open", date(2025, 1, 11))]
@@ -74,14 +90,17 @@ def test_a_failed_gate_fails_the_run_shows_the_check_and_leaves_silver_and_gold_
     # The operator accepts it explicitly: the raised threshold is recorded with the batch.
     [accepted] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 11)], max_rejected_fraction=0.8, instance=instance)
     assert accepted.ok
-    batch = read_table(table_uri(tmp_path, "ops", "batches")).filter(pl.col("arrival_date") == date(2025, 1, 11)).row(0, named=True)
+    batch = (
+        read_table(table_uri(tmp_path, "ops", "batches")).filter(pl.col("arrival_date") == date(2025, 1, 11)).row(0, named=True)
+    )
     assert batch["status"] == "complete" and batch["max_rejected_fraction"] == 0.8
 
 
 def sensor_result(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
     sensor = defs.resolve_sensor_def(name)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lakehouse": defs.resources["lakehouse"]},
-                                      definitions=defs)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": defs.resources["lakehouse"]}, definitions=defs
+    )
     return sensor(context)
 
 
@@ -100,8 +119,8 @@ def test_landing_sensor_requests_each_set_of_files_once_keyed_by_batch_id(tmp_pa
 
 
 def test_gold_refresh_sensor_restates_the_event_dates_a_published_batch_touched(tmp_path: Path) -> None:
-    from lakehouse.batch import land_bronze, publish_silver
     from assets.billing_feed import BILLING_EVENTS
+    from lakehouse.batch import land_bronze, publish_silver
 
     settings = settings_for(tmp_path)
     defs, instance = build_definitions(settings), dg.DagsterInstance.ephemeral()
@@ -110,7 +129,10 @@ def test_gold_refresh_sensor_restates_the_event_dates_a_published_batch_touched(
     report = publish_silver(settings, BILLING_EVENTS, date(2025, 1, 10), "r", "t")
     [request] = sensor_result(defs, "billing_events_gold_refresh_sensor", instance).run_requests
     assert request.tags["lakehouse/batch_id"] == report.batch_id and request.run_key == f"gold:{report.batch_id}"
-    assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == ("2025-01-08", D1)
+    assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == (
+        "2025-01-08",
+        D1,
+    )
     result = defs.resolve_job_def(GOLD_JOB).execute_in_process(instance=instance, tags=request.tags)
     assert result.success
     assert sorted(gold(tmp_path).get_column("event_date").to_list()) == [date(2025, 1, 8), date(2025, 1, 10)]

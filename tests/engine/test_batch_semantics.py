@@ -14,21 +14,43 @@ D1, D2, D3 = "2025-01-10", "2025-01-11", "2025-01-12"
 
 
 def versions(root: Path) -> dict[str, int]:
-    tables = ["bronze/billing_events", "silver/billing_events", "silver/billing_events_quarantine", "gold/daily_account_revenue",
-              "ops/billing_events_ledger", "ops/restatements", "ops/batches"]
-    return {t: DeltaTable(str(root / "tables" / t)).version() for t in tables if DeltaTable.is_deltatable(str(root / "tables" / t))}
+    tables = [
+        "bronze/billing_events",
+        "silver/billing_events",
+        "silver/billing_events_quarantine",
+        "gold/daily_account_revenue",
+        "ops/billing_events_ledger",
+        "ops/restatements",
+        "ops/batches",
+    ]
+    return {
+        t: DeltaTable(str(root / "tables" / t)).version() for t in tables if DeltaTable.is_deltatable(str(root / "tables" / t))
+    }
 
 
 def test_a_replayed_duplicate_is_counted_not_quarantined_and_not_duplicated(tmp_path: Path) -> None:
     land(tmp_path, D1, "a.jsonl", [event("e1"), event("e1"), event("e2")])
     report = run_batch(tmp_path, D1)
-    assert report.counts | {"displaced": 0} == {"records_in": 3, "inserted": 2, "updated": 0, "duplicates": 1, "stale": 0, "quarantined": 0, "displaced": 0}
+    assert report.counts | {"displaced": 0} == {
+        "records_in": 3,
+        "inserted": 2,
+        "updated": 0,
+        "duplicates": 1,
+        "stale": 0,
+        "quarantined": 0,
+        "displaced": 0,
+    }
     assert silver(tmp_path).get_column("event_id").to_list() == ["e1", "e2"]
     assert quarantine(tmp_path).is_empty()
 
 
 def test_a_correction_replaces_the_row_moves_its_event_date_and_restates_gold(tmp_path: Path) -> None:
-    land(tmp_path, D1, "a.jsonl", [event("e1", ts="2025-01-10T10:00:00Z", amount=100), event("e2", ts="2025-01-10T11:00:00Z", amount=7)])
+    land(
+        tmp_path,
+        D1,
+        "a.jsonl",
+        [event("e1", ts="2025-01-10T10:00:00Z", amount=100), event("e2", ts="2025-01-10T11:00:00Z", amount=7)],
+    )
     run_batch(tmp_path, D1)
     land(tmp_path, D2, "a.jsonl", [event("e1", 2, ts="2025-01-09T23:30:00Z", amount=250)])
     report = run_batch(tmp_path, D2)
@@ -37,7 +59,9 @@ def test_a_correction_replaces_the_row_moves_its_event_date_and_restates_gold(tm
     assert (row["source_version"], row["amount_minor"], row["event_date"]) == (2, 250, date(2025, 1, 9))
     assert gold(tmp_path).select("event_date", "net_minor").rows() == [(date(2025, 1, 9), 250), (date(2025, 1, 10), 7)]
     restated = read_table(table_uri(tmp_path, "ops", "restatements"))
-    assert restated.select("event_date", "caused_by_batch_id", "rows_before", "rows_after", "net_minor_before", "net_minor_after").rows() == [
+    assert restated.select(
+        "event_date", "caused_by_batch_id", "rows_before", "rows_after", "net_minor_before", "net_minor_after"
+    ).rows() == [
         (date(2025, 1, 10), report.batch_id, 1, 1, 107, 7)
     ]  # 2025-01-09 was first published by this batch: not a restatement
 
@@ -62,11 +86,16 @@ def test_a_conflict_keeps_the_smallest_content_hash_and_quarantines_every_other_
     conflicts = quarantine(tmp_path).filter(pl.col("_reason") == "version_conflict")
     assert conflicts.height == 1  # exactly one loser, whichever delivery it was
     loser = conflicts.row(0, named=True)
-    delivered_hashes = read_table(table_uri(tmp_path, "ops", "billing_events_ledger"), pl.col("event_id") == "e1").get_column("_content_hash")
+    delivered_hashes = read_table(table_uri(tmp_path, "ops", "billing_events_ledger"), pl.col("event_id") == "e1").get_column(
+        "_content_hash"
+    )
     assert delivered_hashes.n_unique() == 2 and kept["_content_hash"] == delivered_hashes.min()
     assert {kept["_arrival_date"].isoformat(), loser["_arrival_date"].isoformat()} == {D1, D2}
     assert (loser["_kept_arrival_date"], loser["_kept_source_file"], loser["_kept_source_line"]) == (
-        kept["_arrival_date"], kept["_source_file"], kept["_source_line"])
+        kept["_arrival_date"],
+        kept["_source_file"],
+        kept["_source_line"],
+    )
     assert kept["_source_file"] in loser["_detail"]
     # The earlier delivery lost: it was accepted, and is now displaced into quarantine.
     assert report.counts["displaced"] == (1 if loser["_arrival_date"].isoformat() == D1 else 0)
@@ -131,7 +160,12 @@ def test_every_commit_carries_the_batch_lineage(tmp_path: Path) -> None:
         assert json.loads(commit["source_files"])[0]["sha256"] and json.loads(commit["batch_counts"])["records_in"] == 2, table
     silver_commit = DeltaTable(str(tmp_path / "tables/silver/billing_events")).history(1)[0]
     files = json.loads(silver_commit["source_files"])
-    assert files[0]["file"] == f"{D1}/a.jsonl" and files[0]["lines"] == 3 and files[0]["records"] == 2 and len(files[0]["sha256"]) == 64
+    assert (
+        files[0]["file"] == f"{D1}/a.jsonl"
+        and files[0]["lines"] == 3
+        and files[0]["records"] == 2
+        and len(files[0]["sha256"]) == 64
+    )
     assert json.loads(silver_commit["batch_counts"])["inserted"] == 2
 
 

@@ -16,8 +16,10 @@ ARRIVAL = date(2025, 1, 10)
 
 def verdict(*records: object, lateness: int = 7) -> pl.DataFrame:
     raws = [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records]
-    rows = pl.DataFrame({"_raw": raws, "_source_file": "f", "_source_line": list(range(1, len(raws) + 1))},
-                        schema={"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64})
+    rows = pl.DataFrame(
+        {"_raw": raws, "_source_file": "f", "_source_line": list(range(1, len(raws) + 1))},
+        schema={"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64},
+    )
     staged = stage_records(rows.with_columns(_arrival_date=pl.lit(ARRIVAL)), FIELDS, CONTENT_FIELDS)
     return judge(staged, billing_event_contract(lateness), REASONS)
 
@@ -89,9 +91,13 @@ def test_unknown_fields_are_accepted_and_reported_as_drift() -> None:
 
 
 def test_content_hash_ignores_key_order_offsets_and_extra_fields() -> None:
-    same = verdict(
-        event("e1", ts="2025-01-10T01:00:00+01:00", payload={"a": 1, "b": 2}),
-        event("e1", ts="2025-01-10T00:00:00Z", payload={"b": 2, "a": 1}, channel="web"),
-        event("e1", ts="2025-01-10T00:00:00Z", payload={"b": 2, "a": 2}),
-    ).get_column("_content_hash").to_list()
+    same = (
+        verdict(
+            event("e1", ts="2025-01-10T01:00:00+01:00", payload={"a": 1, "b": 2}),
+            event("e1", ts="2025-01-10T00:00:00Z", payload={"b": 2, "a": 1}, channel="web"),
+            event("e1", ts="2025-01-10T00:00:00Z", payload={"b": 2, "a": 2}),
+        )
+        .get_column("_content_hash")
+        .to_list()
+    )
     assert same[0] == same[1] != same[2]

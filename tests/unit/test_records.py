@@ -1,6 +1,6 @@
 """Parsing raw lines: exact integers, strict timestamps, and no silent coercion."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -8,7 +8,7 @@ from lakehouse.records import State, parse_json_object, parse_timestamp
 
 
 def epoch_us(text: str) -> int:
-    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1_000_000)
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1_000_000)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,41 @@
+# Everyday commands. Each bootstraps what it needs: a pinned uv in .tools/, then the locked env in .venv/.
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: help setup run test test-fast lint format ui clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(UV):
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+setup: $(UV)  ## install the locked dependencies into .venv
+	$(UV) sync --frozen
+
+run: setup  ## the demo: generate sample data into ./demo-lakehouse and run everything
+	$(UV) run --frozen lakehouse demo
+
+test: setup  ## the whole test suite
+	$(UV) run --frozen pytest
+
+test-fast: setup  ## unit, engine and in-process Dagster tests only
+	$(UV) run --frozen pytest -m "not e2e"
+
+lint: setup  ## ruff lint and format check, mypy
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+format: setup  ## apply ruff's fixes and formatting
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+ui: setup  ## the Dagster UI and daemon on the demo root (loopback only)
+	LAKEHOUSE_ROOT=$${LAKEHOUSE_ROOT:-demo-lakehouse} DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/$${LAKEHOUSE_ROOT:-demo-lakehouse}/dagster_home} \
+		$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1
+
+clean:  ## remove environments and demo data
+	rm -rf .tools .venv demo-lakehouse .lakehouse
