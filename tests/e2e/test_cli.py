@@ -1,0 +1,64 @@
+"""The `lakehouse` command as a user runs it: a real process, real files, exit codes that mean something."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import event, land
+
+pytestmark = pytest.mark.e2e
+LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
+
+
+def lakehouse(*args: str, root: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "LAKEHOUSE_ROOT")}
+    command = [LAKEHOUSE, *args, *(["--root", str(root)] if root else [])]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_generate_run_status_round_trip_records_runs_in_the_embedded_instance(tmp_path: Path) -> None:
+    generated = lakehouse(
+        "generate", "--start", "2025-01-01", "--days", "2", "--events-per-day", "200", "--seed", "3", root=tmp_path
+    )
+    assert generated.returncode == 0, generated.stderr
+    run = lakehouse("run", root=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count(" ok ") == 2
+    status = json.loads(lakehouse("status", "--json", root=tmp_path).stdout)
+    assert [b["status"] for b in status["last_batches"]] == ["complete", "complete"]
+    assert status["tables"]["silver.billing_events"]["rows"] == 400
+    assert set(status["quarantine_reasons"]) >= {"malformed_record", "version_conflict", "too_late"}
+    assert (tmp_path / "dagster_home" / "history" / "runs.db").exists()  # the runs are in the embedded instance
+    again = lakehouse("run", root=tmp_path)
+    assert again.returncode == 0 and "nothing to run" in again.stdout
+
+
+def test_run_exits_non_zero_when_a_gate_fails_and_names_the_date(tmp_path: Path) -> None:
+    land(tmp_path, "2025-01-10", "a.jsonl", [event("e1"), b"{", b"{", event("e2")])
+    run = lakehouse("run", root=tmp_path)
+    assert run.returncode == 1
+    assert "2025-01-10  FAILED" in run.stdout and "rejected_fraction_within_threshold" in run.stdout
+    status = json.loads(lakehouse("status", "--json", root=tmp_path).stdout)
+    assert status["last_batches"][0]["status"] == "gated" and len(status["open_incidents"]) == 1
+    accepted = lakehouse("run", "--arrival-date", "2025-01-10", "--max-rejected-fraction", "0.5", root=tmp_path)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    demo = lakehouse("demo", "--root", str(tmp_path), "--days", "1", "--events-per-day", "50")
+    assert demo.returncode == 2 and (tmp_path / "precious.txt").exists()
+
+
+def test_demo_runs_everything_and_prints_a_readable_summary(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    demo = lakehouse("demo", "--root", str(root), "--days", "2", "--events-per-day", "100")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "Last batches" in demo.stdout and "Quarantine reasons" in demo.stdout and "records/s" in demo.stdout
+    assert (
+        lakehouse("demo", "--root", str(root), "--days", "1", "--events-per-day", "50").returncode == 0
+    )  # re-creates its own folder
