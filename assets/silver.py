@@ -31,8 +31,13 @@ def _batch_metadata(report: SilverReport) -> dict[str, Any]:
         "quarantine_reasons": dg.MetadataValue.json(report.reasons),
         "schema_drift_fields": dg.MetadataValue.json(report.schema_drift),
         "touched_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.touched_event_dates]),
+        "rows_out_silver_written": dg.MetadataValue.int(report.silver_rows_written),
+        "rows_out_silver_deleted": dg.MetadataValue.int(report.silver_rows_deleted),
         "newest_event_ts": report.newest_event_ts or "",
-        "freshness_note": "arrival date vs newest event time: " + (report.newest_event_ts or "no valid events"),
+        # Freshness: how far the newest event time is from the end of its arrival date (negative = skewed ahead).
+        "freshness_lag_hours": dg.MetadataValue.float(report.freshness_lag_hours)
+        if report.freshness_lag_hours is not None
+        else None,
         "table_versions": dg.MetadataValue.json(report.table_versions),
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -65,6 +65,15 @@ class SilverReport:
     table_versions: dict[str, int | None]
     newest_event_ts: str | None
     incident_ids: list[str]
+    silver_rows_written: int = 0  # rows inserted or updated by the MERGE (a move counts once)
+    silver_rows_deleted: int = 0  # rows removed from their old event_date by a move
+
+    @property
+    def freshness_lag_hours(self) -> float | None:
+        if self.newest_event_ts is None:
+            return None
+        arrival_end = datetime.combine(self.arrival_date + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        return round((arrival_end - datetime.fromisoformat(self.newest_event_ts)).total_seconds() / 3600, 3)
 
     @property
     def rejected_fraction(self) -> float:
@@ -379,7 +388,7 @@ def publish_silver(
             pl.col(feed.partition).is_in(candidate_dates.implode()) & pl.col(key).is_in(keys.implode()),
             empty_schema=feed.silver_schema,
         )
-        apply_changes(
+        silver_change = apply_changes(
             silver_uri,
             resolution.kept.select(list(feed.silver_schema)),
             current_silver,
@@ -431,6 +440,8 @@ def publish_silver(
             },
             _newest(deliveries, feed),
             [],
+            silver_rows_written=silver_change.upserted,
+            silver_rows_deleted=silver_change.deleted,
         )
 
 

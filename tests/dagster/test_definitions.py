@@ -63,6 +63,8 @@ def test_a_run_publishes_with_passing_checks_and_batch_metadata(tmp_path: Path) 
     assert materialization.partition == D1
     metadata = materialization.metadata
     assert metadata["inserted"].value == 2 and metadata["records_in"].value == 2 and len(metadata["batch_id"].value) == 64
+    assert metadata["rows_out_silver_written"].value == 2 and metadata["touched_event_dates"].value == [D1]
+    assert metadata["freshness_lag_hours"].value == 12.0  # newest event at noon of its arrival date
     gold_event = instance.get_latest_materialization_event(GOLD_KEY).asset_materialization
     assert gold_event.partition == D1 and gold_event.metadata["changed_event_dates"].value == [D1]
     assert gold(tmp_path).select("net_minor").item() == 60
