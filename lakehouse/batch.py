@@ -249,12 +249,15 @@ def publish_silver(
     with exclusive_writer(root, feed.dataset, settings.lock_timeout_seconds):
         bronze = read_table(bronze_uri, pl.col("_arrival_date") == arrival_date, ["_raw", *LINEAGE, "_batch_id"], BRONZE_SCHEMA)
         batch_ids = bronze.get_column("_batch_id").unique().to_list()
+        landed = ops.batch_rows(feed.dataset).filter(pl.col("arrival_date") == arrival_date).sort("_recorded_at")
+        if not batch_ids and landed.height:  # files with only blank lines: an empty batch, still recorded
+            batch_ids = [landed.item(-1, "batch_id")]
         if len(batch_ids) != 1:
             raise RuntimeError(
                 f"bronze holds {len(batch_ids)} batches for {feed.dataset} {arrival_date}; materialize bronze for it first"
             )
         batch_id = batch_ids[0]
-        record = ops.batch_rows(feed.dataset).filter(pl.col("batch_id") == batch_id)
+        record = landed.filter(pl.col("batch_id") == batch_id)
         files = json.loads(record.item(0, "files")) if record.height else []
 
         staged = stage_records(bronze, feed.fields, feed.content_fields)

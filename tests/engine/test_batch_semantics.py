@@ -179,3 +179,9 @@ def test_bronze_keeps_every_landed_line_and_is_replaced_not_appended(tmp_path: P
     assert bronze.height == 4 and set(bronze.get_column("_batch_id")) == {report.batch_id}
     # Rows already published from this arrival date now name the new batch id.
     assert set(silver(tmp_path).get_column("_batch_id")) == {report.batch_id}
+
+
+def test_a_file_of_blank_lines_is_an_empty_batch_that_publishes_nothing(tmp_path: Path) -> None:
+    land(tmp_path, D1, "a.jsonl", [b"", b"   "])
+    report = run_batch(tmp_path, D1)
+    assert report.published and report.records_in == 0 and silver(tmp_path).is_empty()
