@@ -33,8 +33,10 @@ format: setup  ## apply ruff's fixes and formatting
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
-ui: setup  ## the Dagster UI and daemon on the demo root (loopback only)
-	LAKEHOUSE_ROOT=$${LAKEHOUSE_ROOT:-demo-lakehouse} DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/$${LAKEHOUSE_ROOT:-demo-lakehouse}/dagster_home} \
+LAKEHOUSE_ROOT ?= demo-lakehouse
+ui: setup  ## the Dagster UI and daemon on $LAKEHOUSE_ROOT (default: the demo), loopback only
+	mkdir -p "$(LAKEHOUSE_ROOT)/dagster_home" && touch "$(LAKEHOUSE_ROOT)/dagster_home/dagster.yaml"
+	LAKEHOUSE_ROOT="$(LAKEHOUSE_ROOT)" DAGSTER_HOME="$${DAGSTER_HOME:-$(abspath $(LAKEHOUSE_ROOT))/dagster_home}" \
 		$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1
 
 clean:  ## remove environments and demo data

@@ -96,9 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     print("\n" + render_status(collect_status(str(root), DATASET, GOLD_TABLE)))
     print(f"\n{summary.lines:,} records end to end in {elapsed:.1f}s ({summary.lines / elapsed:,.0f} records/s).")
-    print(
-        f"Explore it: LAKEHOUSE_ROOT={root} lakehouse status   |   LAKEHOUSE_ROOT={root} DAGSTER_HOME={root / 'dagster_home'} dagster dev -w workspace.yaml"
-    )
+    print(f"Explore it: `lakehouse status --root {root}`, or the Dagster UI on this root: `LAKEHOUSE_ROOT={root} make ui`")
     return code
 
 
