@@ -24,7 +24,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from lakehouse.generate import generate_landing
+    from assets.sample_data import generate_landing
 
     summary = generate_landing(Path(_settings(args).root), args.start, args.days, args.events_per_day, args.seed)
     print(
@@ -73,7 +73,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from lakehouse.generate import generate_landing
+    from assets.sample_data import generate_landing
     from lakehouse.status import collect_status, render_status
 
     root = Path(args.root)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -27,7 +27,7 @@ def _table_facts(uri: str) -> dict[str, object]:
         "rows": rows,
         "last_operation": last.get("lakehouse_operation") or last.get("operation"),
         "last_batch_id": last.get("batch_id"),
-        "last_commit_at": datetime.fromtimestamp(last["timestamp"] / 1000).isoformat(timespec="seconds")
+        "last_commit_at": datetime.fromtimestamp(last["timestamp"] / 1000, UTC).isoformat(timespec="seconds")
         if "timestamp" in last
         else None,
     }

@@ -26,23 +26,13 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from checks.billing_contract import CURRENCIES, EVENT_TYPES, FUTURE_SKEW_DAYS, MAX_EVENT_ID_LENGTH, REQUIRED_FIELDS
+
 DATASET = "billing_events"
-REQUIRED_FIELDS = (
-    "event_id",
-    "source_version",
-    "account_id",
-    "event_type",
-    "event_ts",
-    "amount_minor",
-    "currency",
-)
-EVENT_TYPES = ("charge", "refund", "credit", "adjustment")
-EVENT_TYPE_WEIGHTS = (75, 10, 8, 7)
-CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CAD", "AUD")
-CURRENCY_WEIGHTS = (45, 20, 12, 8, 8, 7)
-MAX_EVENT_ID_LENGTH = 128
+EVENT_TYPE_WEIGHTS = (75, 10, 8, 7)  # in the order of EVENT_TYPES
+CURRENCY_WEIGHTS = (45, 20, 12, 8, 8, 7)  # in the order of CURRENCIES
 MAX_LATENESS_DAYS = 7  # older events are rejected downstream as too_late
-FUTURE_HORIZON_DAYS = 2  # event_ts at or after arrival + 2 days 00:00 UTC is a future_event
+FUTURE_HORIZON_DAYS = FUTURE_SKEW_DAYS  # event_ts at or after arrival + 2 days 00:00 UTC is a future_event
 
 VALID_FAULT_KINDS = ("duplicate", "correction", "out_of_order", "late", "schema_drift")
 REJECTED_FAULT_KINDS = (

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from lakehouse.generate import (
+from assets.sample_data import (
     FAULT_KINDS,
     REJECTED_FAULT_KINDS,
     VALID_FAULT_KINDS,
