@@ -76,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from assets.sample_data import generate_landing
     from lakehouse.status import collect_status, render_status
 
-    root = Path(args.root)
+    root = Path(args.root or os.environ.get("LAKEHOUSE_ROOT") or "demo-lakehouse")
     if root.exists() and any(root.iterdir()):
         if not (root / DEMO_MARKER).exists():
             print(f"{root} exists and is not a demo root; choose another --root", file=sys.stderr)
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     demo = commands.add_parser("demo", help="generate sample data into a fresh root and run everything")
-    demo.add_argument("--root", default="demo-lakehouse", help="a fresh folder (re-created if a previous demo made it)")
+    demo.add_argument("--root", help="a fresh folder (default: $LAKEHOUSE_ROOT or ./demo-lakehouse; re-created if a previous demo made it)")
     demo.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
     demo.add_argument("--days", type=int, default=5)
     demo.add_argument("--events-per-day", type=int, default=2000)
