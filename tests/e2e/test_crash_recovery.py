@@ -12,6 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -29,17 +33,23 @@ RESTATEMENT_KEY = ["event_date", "caused_by_batch_id"]
 RESTATEMENT_FACTS = ["event_date", "rows_before", "rows_after", "net_minor_before", "net_minor_after"]
 COUNTED = ["inserted", "updated", "duplicates", "stale", "quarantined"]
 PUBLISHED_TABLES = ("silver/billing_events", "silver/billing_events_quarantine", "gold/daily_account_revenue")
+# Each scenario is a chain of CLI subprocesses in its own root; running a few at once keeps the module fast.
+WORKERS = max(2, min(4, os.cpu_count() or 2))
 
 
 def lakehouse(*args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "LAKEHOUSE_ROOT", CRASH_ENV)}  # instance under the root
+    # No DAGSTER_HOME: each root keeps its own Dagster instance.
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "LAKEHOUSE_ROOT", CRASH_ENV)}
+    if env.pop("PYTHONDONTWRITEBYTECODE", None):
+        # Otherwise every subprocess recompiles Dagster (~3 s of its ~7); cache bytecode outside the repository instead.
+        env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "lakehouse-e2e-pycache"))
     if crash_at:
         env[CRASH_ENV] = crash_at
-    return subprocess.run([LAKEHOUSE, *args], env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run([LAKEHOUSE, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"{result.args} exited {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"
     return result
 
 
@@ -49,8 +59,15 @@ def fresh_root(source: Path, destination: Path) -> Path:
     return destination
 
 
-def delta_tables(root: Path) -> list[Path]:
-    return sorted(log.parent for log in (root / "tables").rglob("_delta_log"))
+def unreadable_tables(root: Path) -> dict[str, str]:
+    """Every Delta table under tables/, read in full; the error of each one that does not read."""
+    errors = {}
+    for log in sorted((root / "tables").rglob("_delta_log")):
+        try:
+            DeltaTable(str(log.parent)).to_pyarrow_table()
+        except Exception as error:  # noqa: BLE001 - any failure to read is the finding
+            errors[str(log.parent.relative_to(root))] = repr(error)
+    return errors
 
 
 def table_versions(root: Path, names: tuple[str, ...]) -> dict[str, int]:
@@ -59,6 +76,34 @@ def table_versions(root: Path, names: tuple[str, ...]) -> dict[str, int]:
 
 def ops(root: Path, name: str) -> pl.DataFrame:
     return pl.read_delta(str(root / "tables" / "ops" / name))
+
+
+@dataclass
+class Recovery:
+    """What was observed at each stage of one crash-and-rerun, in order."""
+
+    root: Path
+    crash: subprocess.CompletedProcess[str]
+    unreadable_after_crash: dict[str, str]
+    duplicate_event_ids_after_crash: int
+    rerun: subprocess.CompletedProcess[str]
+    idle_rerun: subprocess.CompletedProcess[str]
+    versions_before_idle: dict[str, int]
+    versions_after_idle: dict[str, int]
+
+
+def crash_then_rerun(point: str, start: Path, root: Path) -> Recovery:
+    fresh_root(start, root)
+    crash = lakehouse("run", "--root", str(root), "--arrival-date", CRASHED, crash_at=point)
+    # Between the crash and the re-run, readers must still see consistent tables: Delta commits are atomic.
+    unreadable = unreadable_tables(root)
+    duplicates = int(silver(root).get_column("event_id").is_duplicated().sum()) if not unreadable else -1
+    # No --arrival-date: an interrupted batch is not published, so the CLI must find it by itself.
+    rerun = lakehouse("run", "--root", str(root))
+    before = table_versions(root, PUBLISHED_TABLES) if rerun.returncode == 0 else {}
+    idle = lakehouse("run", "--root", str(root))
+    after = table_versions(root, PUBLISHED_TABLES) if rerun.returncode == 0 else {}
+    return Recovery(root, crash, unreadable, duplicates, rerun, idle, before, after)
 
 
 @pytest.fixture(scope="module")
@@ -78,30 +123,31 @@ def reference(landed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_date_published(landed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The state each crash starts from, built once and copied: only the first arrival date published."""
-    root = fresh_root(landed, tmp_path_factory.mktemp("first_date") / "root")
-    ok(lakehouse("run", "--root", str(root), "--arrival-date", FIRST))
-    return root
+def recoveries(landed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Recovery]]]:
+    """Every crash point's scenario, run WORKERS at a time in the background; each test waits only for its own."""
+    start = fresh_root(landed, tmp_path_factory.mktemp("first_date") / "root")
+    ok(lakehouse("run", "--root", str(start), "--arrival-date", FIRST))  # built once, copied into each scenario's root
+    workdir = tmp_path_factory.mktemp("crashes")
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    try:
+        yield {point: pool.submit(crash_then_rerun, point, start, workdir / point) for point in CRASH_POINTS}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_rerun_after_sigkill_at_commit_boundary_converges_to_uninterrupted_result(
-    point: str, first_date_published: Path, reference: Path, tmp_path: Path
+    point: str, recoveries: dict[str, Future[Recovery]], reference: Path
 ) -> None:
-    root = fresh_root(first_date_published, tmp_path / "root")
+    recovery = recoveries[point].result()
+    root, crash, rerun = recovery.root, recovery.crash, recovery.rerun
 
-    crashed = lakehouse("run", "--root", str(root), "--arrival-date", CRASHED, crash_at=point)
-    assert crashed.returncode == -signal.SIGKILL, f"{point} was not reached:\n{crashed.stdout}\n{crashed.stderr[-4000:]}"
+    assert crash.returncode == -signal.SIGKILL, f"{point} was not reached:\n{crash.stdout}\n{crash.stderr[-4000:]}"
+    assert recovery.unreadable_after_crash == {}
+    assert recovery.duplicate_event_ids_after_crash == 0
 
-    # Between the crash and the re-run, readers must still see consistent tables: Delta commits are atomic.
-    for table in delta_tables(root):
-        DeltaTable(str(table)).to_pyarrow_table()
-    assert silver(root).get_column("event_id").is_duplicated().sum() == 0
-
-    # No --arrival-date: an interrupted batch is not published, so the CLI must find it by itself.
-    recovered = ok(lakehouse("run", "--root", str(root)))
-    assert CRASHED in recovered.stdout, recovered.stdout
+    ok(rerun)
+    assert f"{CRASHED}  ok" in rerun.stdout, rerun.stdout
     assert_same_content(snapshot(root), snapshot(reference))
 
     # Restatements are recorded exactly once, with the same before/after facts as without the crash.
@@ -116,7 +162,6 @@ def test_rerun_after_sigkill_at_commit_boundary_converges_to_uninterrupted_resul
     assert unbalanced.is_empty(), unbalanced.select("batch_id", "arrival_date", "records_in", *COUNTED)
 
     # Once converged, another run has nothing to do and commits nothing.
-    before = table_versions(root, PUBLISHED_TABLES)
-    idle = ok(lakehouse("run", "--root", str(root)))
-    assert "nothing to run" in idle.stdout, idle.stdout
-    assert table_versions(root, PUBLISHED_TABLES) == before
+    ok(recovery.idle_rerun)
+    assert "nothing to run" in recovery.idle_rerun.stdout, recovery.idle_rerun.stdout
+    assert recovery.versions_after_idle == recovery.versions_before_idle

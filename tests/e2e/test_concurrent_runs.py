@@ -1,0 +1,203 @@
+"""Runs that overlap, wait on a held lock, or die at an arbitrary moment never corrupt or double-count data."""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse.runner import instance_for
+from lakehouse.settings import Settings
+from tests.support import assert_same_content, silver, snapshot
+
+pytestmark = pytest.mark.e2e
+
+LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
+START, DAY = "2025-01-01", "2025-01-01"
+FEED_LOCK = Path("tables", "ops", "_locks", "billing_events.lock")  # the lock every bronze/silver writer of the feed takes
+BUSY = "another run is writing"
+DATA_TABLES = (
+    "bronze/billing_events",
+    "silver/billing_events",
+    "silver/billing_events_quarantine",
+    "gold/daily_account_revenue",
+    "ops/billing_events_ledger",
+)
+
+
+def lakehouse_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "LAKEHOUSE_ROOT", "LAKEHOUSE_TEST_CRASH_AT")}
+    if env.pop("PYTHONDONTWRITEBYTECODE", None):
+        # Otherwise every subprocess recompiles Dagster (~3 s of its ~7); cache bytecode outside the repository instead.
+        env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "lakehouse-e2e-pycache"))
+    return {**env, **extra}  # no DAGSTER_HOME: each root keeps its own Dagster instance
+
+
+def lakehouse(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LAKEHOUSE, *args], env=lakehouse_env(**env), capture_output=True, text=True, timeout=300)
+
+
+def start_lakehouse(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([LAKEHOUSE, *args], env=lakehouse_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"{result.args} exited {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"
+    return result
+
+
+def fresh_root(source: Path, destination: Path) -> Path:
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("dagster_home"))
+    return destination
+
+
+def all_table_versions(root: Path) -> dict[str, int]:
+    """Every Delta table under tables/, read in full (so an unreadable one fails here), with its version."""
+    versions = {}
+    for log in sorted((root / "tables").rglob("_delta_log")):
+        table = DeltaTable(str(log.parent))
+        table.to_pyarrow_table()
+        versions[str(log.parent.relative_to(root / "tables"))] = table.version()
+    return versions
+
+
+def landed_records(root: Path, day: str) -> int:
+    """Non-blank lines of the day's landing files, counted independently of the engine's reader."""
+    total = 0
+    for path in (root / "landing" / "billing_events" / day).iterdir():
+        content = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        total += sum(1 for line in content.split(b"\n") if line.strip())
+    return total
+
+
+def assert_one_row_per_event_id(root: Path) -> None:
+    ids = silver(root).get_column("event_id")
+    assert ids.is_duplicated().sum() == 0, ids.filter(ids.is_duplicated()).unique().to_list()
+
+
+def run_at_once(root: Path, count: int) -> list[tuple[int, str]]:
+    runs = [start_lakehouse("run", "--root", str(root), "--arrival-date", DAY) for _ in range(count)]
+    outcomes = []
+    for run in runs:
+        output = run.communicate(timeout=300)[0]
+        outcomes.append((run.returncode, output))
+    return outcomes
+
+
+def assert_finished_or_gave_up_clearly(outcomes: list[tuple[int, str]]) -> None:
+    """Each run either finished (it waited for the lock, then found nothing left to change) or stopped with the busy message."""
+    codes = [code for code, _ in outcomes]
+    unclear = [output for code, output in outcomes if code != 0 and BUSY not in output]
+    assert not unclear and 0 in codes, f"exit codes {codes}\n" + "\n---\n".join(unclear)
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("landed")
+    ok(lakehouse("generate", "--root", str(root), "--start", START, "--days", "3", "--events-per-day", "150", "--seed", "11"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(landed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every arrival date run once, uninterrupted."""
+    root = fresh_root(landed, tmp_path_factory.mktemp("reference") / "root")
+    ok(lakehouse("run", "--root", str(root)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def day_published(landed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DAY run once by a single run; the later dates are landed but pending."""
+    root = fresh_root(landed, tmp_path_factory.mktemp("day_published") / "root")
+    ok(lakehouse("run", "--root", str(root), "--arrival-date", DAY))
+    return root
+
+
+def test_two_runs_of_the_same_date_serialize_and_write_it_once(landed: Path, day_published: Path, tmp_path: Path) -> None:
+    root = fresh_root(landed, tmp_path / "root")
+    # A root that has run before already has its Dagster instance; creating it concurrently is the separate test below.
+    instance_for(Settings(root=str(root))).dispose()
+
+    outcomes = run_at_once(root, 2)
+
+    assert_finished_or_gave_up_clearly(outcomes)
+    assert_same_content(snapshot(root), snapshot(day_published))
+    assert_one_row_per_event_id(root)
+    bronze = pl.read_delta(str(root / "tables" / "bronze" / "billing_events"))
+    assert bronze.filter(pl.col("_arrival_date") == date.fromisoformat(DAY)).height == landed_records(root, DAY)
+    # The run that got the lock second replays: it commits nothing to the data tables.
+    versions, single = all_table_versions(root), all_table_versions(day_published)
+    assert {t: versions[t] for t in DATA_TABLES} == {t: single[t] for t in DATA_TABLES}
+
+
+@pytest.mark.xfail(
+    strict=False,
+    raises=AssertionError,
+    reason="engine bug: runner.instance_for creates the root's SQLite Dagster instance without any lock; concurrent first runs "
+    "race in Dagster's schema migration, one dies with a sqlite/alembic traceback and the instance can stay unusable",
+)
+def test_concurrent_first_runs_on_a_new_root_neither_crash_nor_break_its_dagster_instance(landed: Path, tmp_path: Path) -> None:
+    root = fresh_root(landed, tmp_path / "root")
+
+    outcomes = run_at_once(root, 4)  # four hit the race almost every time; two only now and then
+
+    assert_finished_or_gave_up_clearly(outcomes)
+    ok(lakehouse("run", "--root", str(root), "--arrival-date", DAY))  # the root stays usable
+
+
+def test_run_gives_up_with_a_clear_message_and_writes_nothing_while_another_holds_the_lock(
+    day_published: Path, tmp_path: Path
+) -> None:
+    root = fresh_root(day_published, tmp_path / "root")
+    before = all_table_versions(root)
+    lock = root / FEED_LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # this process plays the other writer; the lock dies with the handle
+        handle.write(f"pid {os.getpid()}")  # what a real holder leaves for the message to name
+        handle.flush()
+        result = lakehouse("run", "--root", str(root), LAKEHOUSE_LOCK_TIMEOUT_SECONDS="1")
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert BUSY in output and f"pid {os.getpid()}" in output, output
+    assert all_table_versions(root) == before
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rerun_after_sigkill_at_a_random_moment_converges_to_uninterrupted_result(
+    seed: int, landed: Path, reference: Path, tmp_path: Path
+) -> None:
+    root = fresh_root(landed, tmp_path / "root")
+    run = start_lakehouse("run", "--root", str(root))
+    # The clock starts when the run creates tables/ (its first lock): the ~2 s of imports before that write nothing.
+    deadline = time.monotonic() + 120
+    while not (root / "tables").exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.Random(seed).uniform(0.5, 4.0))
+    if run.poll() is None:
+        os.kill(run.pid, signal.SIGKILL)
+    output = run.communicate(timeout=60)[0]
+    assert run.returncode in (0, -signal.SIGKILL), output  # finishing before the kill is fine; failing on its own is not
+
+    all_table_versions(root)  # every table still reads
+    assert_one_row_per_event_id(root)
+
+    ok(lakehouse("run", "--root", str(root)))
+    assert_same_content(snapshot(root), snapshot(reference))
+    restatements = pl.read_delta(str(root / "tables" / "ops" / "restatements"))
+    assert restatements.filter(pl.struct("event_date", "caused_by_batch_id").is_duplicated()).is_empty(), restatements
