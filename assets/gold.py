@@ -93,6 +93,7 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
                 "restatements": dg.MetadataValue.json([{**r, "event_date": str(r["event_date"])} for r in report.restatements]),
                 "rows_written": dg.MetadataValue.int(report.rows_written),
                 "table_version": report.table_version,
+                "silver_version_read": report.source_version,
             }
         )
 

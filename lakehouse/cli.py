@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     demo = commands.add_parser("demo", help="generate sample data into a fresh root and run everything")
-    demo.add_argument("--root", help="a fresh folder (default: $LAKEHOUSE_ROOT or ./demo-lakehouse; re-created if a previous demo made it)")
+    demo.add_argument(
+        "--root", help="a fresh folder (default: $LAKEHOUSE_ROOT or ./demo-lakehouse; re-created if a previous demo made it)"
+    )
     demo.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
     demo.add_argument("--days", type=int, default=5)
     demo.add_argument("--events-per-day", type=int, default=2000)

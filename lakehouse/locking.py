@@ -16,17 +16,22 @@ class WriterBusyError(RuntimeError):
 
 @contextmanager
 def exclusive_writer(root: str | Path, name: str, timeout_seconds: float) -> Iterator[None]:
+    """Hold the feed-level lock `<root>/tables/ops/_locks/<name>.lock` (see `exclusive_file_lock`)."""
+    if "://" in str(root):
+        yield
+        return
+    with exclusive_file_lock(Path(root) / "tables" / "ops" / "_locks" / f"{name}.lock", name, timeout_seconds):
+        yield
+
+
+@contextmanager
+def exclusive_file_lock(path: Path, name: str, timeout_seconds: float) -> Iterator[None]:
     """Hold an advisory file lock; the kernel drops it when the holder dies, so a SIGKILL never wedges it.
 
     Only local roots can be locked this way; an object-store root must be serialized by the
     orchestrator instead (the Dagster pool on the writing assets).
     """
-    if "://" in str(root):
-        yield
-        return
-    lock_dir = Path(root) / "tables" / "ops" / "_locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_dir / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         deadline = time.monotonic() + timeout_seconds
         while True:

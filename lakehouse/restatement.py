@@ -30,6 +30,7 @@ class RefreshReport:
     restatements: list[dict[str, object]]
     rows_written: int
     table_version: int | None
+    source_version: int | None  # the source snapshot the partitions were computed from
 
 
 def _partition_summary(frame: pl.DataFrame, partition: str, day: date) -> tuple[int, int]:
@@ -53,10 +54,15 @@ def refresh_partitions(
     """Recompute `aggregate` for each date from the source and replace only the partitions that changed."""
     ensure_table(target_uri, target_schema, [partition])
     if not dates:
-        return RefreshReport([], [], [], 0, table_version(target_uri))
+        return RefreshReport([], [], [], 0, table_version(target_uri), table_version(source_uri))
     in_dates = pl.col(partition).is_in(pl.Series(dates, dtype=pl.Date).implode())
     with exclusive_writer(settings.root, table_name.replace("/", "_"), settings.lock_timeout_seconds):
-        after = aggregate(read_table(source_uri, in_dates)).select(list(target_schema)).sort(list(target_schema))
+        source_version = table_version(source_uri)  # pinned, so a check can recompute from the very same snapshot
+        after = (
+            aggregate(read_table(source_uri, in_dates, version=source_version))
+            .select(list(target_schema))
+            .sort(list(target_schema))
+        )
         before = (
             read_table(target_uri, in_dates, empty_schema=target_schema).select(list(target_schema)).sort(list(target_schema))
         )
@@ -90,4 +96,4 @@ def refresh_partitions(
         if changed:
             replace_where(target_uri, rows, f"{partition} IN {sql_in_list(changed)}", commit, f"{table_name}: refresh partitions")
             crash_point("after_gold_commit")
-        return RefreshReport(sorted(set(dates)), changed, restatements, rows.height, table_version(target_uri))
+        return RefreshReport(sorted(set(dates)), changed, restatements, rows.height, table_version(target_uri), source_version)

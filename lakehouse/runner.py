@@ -13,6 +13,7 @@ import polars as pl
 
 from lakehouse.definitions import GOLD_JOB, INGEST_JOB, build_definitions
 from lakehouse.landing import current_batch_id, landed_arrival_dates
+from lakehouse.locking import exclusive_file_lock
 from lakehouse.ops import OpsTables
 from lakehouse.settings import Settings
 
@@ -32,13 +33,22 @@ class DateOutcome:
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
-    """DAGSTER_HOME's instance when set (so runs show in the UI), else an embedded SQLite one under the root."""
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    home = Path(settings.root) / "dagster_home"
+    """DAGSTER_HOME's instance when set (so runs show in the UI), else an embedded SQLite one under the root.
+
+    Opening a new SQLite instance creates its schema; runs starting together would race on it
+    (and can corrupt its migration table), so opening happens under a lock in the instance folder.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or Path(settings.root) / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
-    return dg.DagsterInstance.from_config(str(home))
+    with exclusive_file_lock(home / ".lakehouse-init.lock", "the Dagster instance's schema", settings.lock_timeout_seconds):
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").touch()
+        instance = dg.DagsterInstance.from_config(str(home))
+        # Touch every storage now, while we hold the lock, so none is created lazily later by two runs at once.
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        instance.get_asset_keys(limit=1)
+    return instance
 
 
 def pending_arrival_dates(settings: Settings, dataset: str) -> list[date]:

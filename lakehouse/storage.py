@@ -73,11 +73,12 @@ def read_table(
     predicate: pl.Expr | None = None,
     columns: list[str] | None = None,
     empty_schema: Mapping[str, pl.DataType] | None = None,
+    version: int | None = None,
 ) -> pl.DataFrame:
-    """Read a table snapshot (filtered with partition pruning); a missing table reads as no rows."""
+    """Read a table snapshot (filtered with partition pruning; the latest or a given version); a missing table reads as no rows."""
     if not table_exists(uri):
         return pl.DataFrame(schema=dict(empty_schema or {}))
-    frame = pl.scan_delta(uri)
+    frame = pl.scan_delta(uri, version=version)
     if predicate is not None:
         frame = frame.filter(predicate)
     if columns is not None:

@@ -141,3 +141,30 @@ def test_gold_refresh_sensor_restates_the_event_dates_a_published_batch_touched(
     assert sensor_result(defs, "billing_events_gold_refresh_sensor", instance).run_requests == []
     batches = read_table(table_uri(tmp_path, "ops", "batches"))
     assert batches.item(0, "status") == "complete" and json.loads(batches.item(0, "touched_event_dates")) == ["2025-01-08", D1]
+
+
+def test_gold_check_judges_the_snapshot_its_refresh_read_even_if_silver_moves_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assets.gold
+    from assets.billing_feed import BILLING_EVENTS
+    from lakehouse.batch import land_bronze, publish_silver
+
+    settings = settings_for(tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    land(tmp_path, D1, "a.jsonl", [event("e1")])
+    run_arrival_dates(settings, [date(2025, 1, 10)], instance=instance)
+    land(tmp_path, D2, "a.jsonl", [event("e2", ts="2025-01-10T13:00:00Z")])
+    real_refresh = assets.gold.refresh_gold
+
+    def refresh_then_another_batch_publishes(*args: object, **kwargs: object) -> object:
+        report = real_refresh(*args, **kwargs)  # type: ignore[arg-type]
+        # Another arrival date commits to silver between this refresh and its check (as a concurrent run would).
+        land_bronze(settings, BILLING_EVENTS, date(2025, 1, 11), "other-run", "t")
+        publish_silver(settings, BILLING_EVENTS, date(2025, 1, 11), "other-run", "t")
+        return report
+
+    monkeypatch.setattr(assets.gold, "refresh_gold", refresh_then_another_batch_publishes)
+    [outcome] = run_arrival_dates(settings, [date(2025, 1, 10)], instance=instance)
+    assert outcome.ok, outcome.message
+    assert check_evaluations(instance, outcome.gold_run_id)["gold_matches_silver_aggregate"].passed

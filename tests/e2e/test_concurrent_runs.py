@@ -144,12 +144,6 @@ def test_two_runs_of_the_same_date_serialize_and_write_it_once(landed: Path, day
     assert {t: versions[t] for t in DATA_TABLES} == {t: single[t] for t in DATA_TABLES}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    raises=AssertionError,
-    reason="engine bug: runner.instance_for creates the root's SQLite Dagster instance without any lock; concurrent first runs "
-    "race in Dagster's schema migration, one dies with a sqlite/alembic traceback and the instance can stay unusable",
-)
 def test_concurrent_first_runs_on_a_new_root_neither_crash_nor_break_its_dagster_instance(landed: Path, tmp_path: Path) -> None:
     root = fresh_root(landed, tmp_path / "root")
 
