@@ -1,23 +1,19 @@
 """The `lakehouse` command as a user runs it: a real process, real files, exit codes that mean something."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.harness import lakehouse as run_lakehouse
 from tests.support import event, land
 
 pytestmark = pytest.mark.e2e
-LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
 
 
 def lakehouse(*args: str, root: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "LAKEHOUSE_ROOT")}
-    command = [LAKEHOUSE, *args, *(["--root", str(root)] if root else [])]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    return run_lakehouse(*args, *(["--root", str(root)] if root else []))
 
 
 def test_generate_run_status_round_trip_records_runs_in_the_embedded_instance(tmp_path: Path) -> None:

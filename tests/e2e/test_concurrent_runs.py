@@ -6,11 +6,7 @@ import fcntl
 import gzip
 import os
 import random
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -21,12 +17,13 @@ from deltalake import DeltaTable
 
 from lakehouse.runner import instance_for
 from lakehouse.settings import Settings
+from tests.e2e.conftest import FIRST_ARRIVAL
+from tests.e2e.harness import fresh_root, lakehouse, ok, start_lakehouse
 from tests.support import assert_same_content, silver, snapshot
 
 pytestmark = pytest.mark.e2e
 
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
-START, DAY = "2025-01-01", "2025-01-01"
+DAY = FIRST_ARRIVAL
 FEED_LOCK = Path("tables", "ops", "_locks", "billing_events.lock")  # the lock every bronze/silver writer of the feed takes
 BUSY = "another run is writing"
 DATA_TABLES = (
@@ -36,32 +33,6 @@ DATA_TABLES = (
     "gold/daily_account_revenue",
     "ops/billing_events_ledger",
 )
-
-
-def lakehouse_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "LAKEHOUSE_ROOT", "LAKEHOUSE_TEST_CRASH_AT")}
-    if env.pop("PYTHONDONTWRITEBYTECODE", None):
-        # Otherwise every subprocess recompiles Dagster (~3 s of its ~7); cache bytecode outside the repository instead.
-        env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "lakehouse-e2e-pycache"))
-    return {**env, **extra}  # no DAGSTER_HOME: each root keeps its own Dagster instance
-
-
-def lakehouse(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LAKEHOUSE, *args], env=lakehouse_env(**env), capture_output=True, text=True, timeout=300)
-
-
-def start_lakehouse(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([LAKEHOUSE, *args], env=lakehouse_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"{result.args} exited {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"
-    return result
-
-
-def fresh_root(source: Path, destination: Path) -> Path:
-    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("dagster_home"))
-    return destination
 
 
 def all_table_versions(root: Path) -> dict[str, int]:
@@ -102,21 +73,6 @@ def assert_finished_or_gave_up_clearly(outcomes: list[tuple[int, str]]) -> None:
     codes = [code for code, _ in outcomes]
     unclear = [output for code, output in outcomes if code != 0 and BUSY not in output]
     assert not unclear and 0 in codes, f"exit codes {codes}\n" + "\n---\n".join(unclear)
-
-
-@pytest.fixture(scope="module")
-def landed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("landed")
-    ok(lakehouse("generate", "--root", str(root), "--start", START, "--days", "3", "--events-per-day", "150", "--seed", "11"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def reference(landed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every arrival date run once, uninterrupted."""
-    root = fresh_root(landed, tmp_path_factory.mktemp("reference") / "root")
-    ok(lakehouse("run", "--root", str(root)))
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,8 @@ must repair a batch that updates, displaces and restates what an earlier batch a
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,40 +20,19 @@ import pytest
 from deltalake import DeltaTable
 
 from lakehouse.faults import CRASH_ENV, CRASH_POINTS
+from tests.e2e.conftest import FIRST_ARRIVAL
+from tests.e2e.harness import fresh_root, lakehouse, ok
 from tests.support import assert_same_content, silver, snapshot
 
 pytestmark = pytest.mark.e2e
 
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
-FIRST, CRASHED = "2025-01-01", "2025-01-02"  # every point, restatement included, is reached in the second date
+FIRST, CRASHED = FIRST_ARRIVAL, "2025-01-02"  # every point, restatement included, is reached in the second date
 RESTATEMENT_KEY = ["event_date", "caused_by_batch_id"]
 RESTATEMENT_FACTS = ["event_date", "rows_before", "rows_after", "net_minor_before", "net_minor_after"]
 COUNTED = ["inserted", "updated", "duplicates", "stale", "quarantined"]
 PUBLISHED_TABLES = ("silver/billing_events", "silver/billing_events_quarantine", "gold/daily_account_revenue")
 # Each scenario is a chain of CLI subprocesses in its own root; running a few at once keeps the module fast.
 WORKERS = max(2, min(4, os.cpu_count() or 2))
-
-
-def lakehouse(*args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    # No DAGSTER_HOME: each root keeps its own Dagster instance.
-    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "LAKEHOUSE_ROOT", CRASH_ENV)}
-    if env.pop("PYTHONDONTWRITEBYTECODE", None):
-        # Otherwise every subprocess recompiles Dagster (~3 s of its ~7); cache bytecode outside the repository instead.
-        env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "lakehouse-e2e-pycache"))
-    if crash_at:
-        env[CRASH_ENV] = crash_at
-    return subprocess.run([LAKEHOUSE, *args], env=env, capture_output=True, text=True, timeout=300)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"{result.args} exited {result.returncode}\n{result.stdout}\n{result.stderr[-4000:]}"
-    return result
-
-
-def fresh_root(source: Path, destination: Path) -> Path:
-    """A copy of a root's landing files and tables; the Dagster instance is not copied, each root gets its own."""
-    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("dagster_home"))
-    return destination
 
 
 def unreadable_tables(root: Path) -> dict[str, str]:
@@ -94,7 +70,7 @@ class Recovery:
 
 def crash_then_rerun(point: str, start: Path, root: Path) -> Recovery:
     fresh_root(start, root)
-    crash = lakehouse("run", "--root", str(root), "--arrival-date", CRASHED, crash_at=point)
+    crash = lakehouse("run", "--root", str(root), "--arrival-date", CRASHED, **{CRASH_ENV: point})
     # Between the crash and the re-run, readers must still see consistent tables: Delta commits are atomic.
     unreadable = unreadable_tables(root)
     duplicates = int(silver(root).get_column("event_id").is_duplicated().sum()) if not unreadable else -1
@@ -104,22 +80,6 @@ def crash_then_rerun(point: str, start: Path, root: Path) -> Recovery:
     idle = lakehouse("run", "--root", str(root))
     after = table_versions(root, PUBLISHED_TABLES) if rerun.returncode == 0 else {}
     return Recovery(root, crash, unreadable, duplicates, rerun, idle, before, after)
-
-
-@pytest.fixture(scope="module")
-def landed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Generated once: 3 arrival dates with late data, corrections and malformed records."""
-    root = tmp_path_factory.mktemp("landed")
-    ok(lakehouse("generate", "--root", str(root), "--start", FIRST, "--days", "3", "--events-per-day", "150", "--seed", "11"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def reference(landed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The uninterrupted run every recovery must reproduce."""
-    root = fresh_root(landed, tmp_path_factory.mktemp("reference") / "root")
-    ok(lakehouse("run", "--root", str(root)))
-    return root
 
 
 @pytest.fixture(scope="module")
