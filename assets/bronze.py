@@ -5,7 +5,7 @@ from datetime import date
 import dagster as dg
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.batch import land_bronze
+from lakehouse.bronze import land_bronze
 from lakehouse.resources import CODE_VERSION, LakehouseResource
 
 BRONZE_KEY = dg.AssetKey(["bronze", BILLING_EVENTS.dataset])

@@ -1,4 +1,4 @@
-"""One arrival date end to end through bronze and silver: land, judge, resolve, gate, then publish.
+"""Publish one arrival date from bronze: judge, resolve, gate, then quarantine, ledger and silver.
 
 Write order within a batch: quarantine -> ledger -> silver -> batch record. Every step makes
 its scope equal to a state computed from bronze and the *other* batches' accepted deliveries,
@@ -8,46 +8,26 @@ so a crash between any two commits is repaired by simply running the batch again
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import polars as pl
 
 from lakehouse.contracts import judge
 from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, FeedSpec
-from lakehouse.landing import read_batch
+from lakehouse.gates import Gate, evaluate_gates
 from lakehouse.locking import exclusive_writer
 from lakehouse.merge import apply_changes
-from lakehouse.ops import OpsTables, dumps, now_utc
+from lakehouse.ops import OpsTables, batch_record, dumps
+from lakehouse.quarantine import conflict_rows, validation_rejects
 from lakehouse.records import stage_records
-from lakehouse.resolution import LINEAGE, Resolution, resolve
+from lakehouse.resolution import LINEAGE, resolve
 from lakehouse.settings import Settings
 from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_uri, table_version
 
 QUARANTINE_WALL_CLOCK = ("_run_id", "_quarantined_at")
-SAMPLE_REJECTS = 5
-
-
-@dataclass(frozen=True)
-class BronzeReport:
-    batch_id: str
-    files: list[dict[str, object]]
-    records: int
-    table_version: int | None
-    rewritten: bool  # False when bronze already held exactly this batch (a replay)
-
-
-@dataclass(frozen=True)
-class Gate:
-    """A publish gate, evaluated before silver's commit; names read as predicates."""
-
-    name: str
-    passed: bool
-    observed: str
-    guardrail: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
 
 
 @dataclass(frozen=True)
@@ -80,79 +60,6 @@ class SilverReport:
         return self.counts["quarantined"] / self.records_in if self.records_in else 0.0
 
 
-def _commit(
-    settings: Settings,
-    feed: FeedSpec,
-    arrival_date: date,
-    batch_id: str,
-    run_id: str,
-    code_version: str,
-    files: list[dict[str, object]],
-    counts: dict[str, int],
-) -> CommitInfo:
-    return CommitInfo(
-        dataset=feed.dataset,
-        batch_id=batch_id,
-        run_id=run_id,
-        code_version=code_version,
-        arrival_date=arrival_date,
-        source_files=tuple(files),
-        counts=counts,
-    )
-
-
-def land_bronze(settings: Settings, feed: FeedSpec, arrival_date: date, run_id: str, code_version: str) -> BronzeReport:
-    """Replace bronze's arrival-date partition with every landed line, atomically; a replay writes nothing."""
-    with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
-        batch = read_batch(settings.root, feed.dataset, arrival_date)
-        files = [f.as_metadata() for f in batch.files]
-        uri = table_uri(settings.root, "bronze", feed.dataset)
-        ensure_table(uri, BRONZE_SCHEMA, ["_arrival_date"])
-        held = read_table(uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"])
-        replay = held.height == batch.rows.height > 0 and set(held.get_column("_batch_id").to_list()) == {batch.batch_id}
-        commit = _commit(
-            settings, feed, arrival_date, batch.batch_id, run_id, code_version, files, {"records_in": batch.rows.height}
-        )
-        if not replay:
-            rows = batch.rows.with_columns(
-                _batch_id=pl.lit(batch.batch_id),
-                _arrival_date=pl.lit(arrival_date),
-                _run_id=pl.lit(run_id),
-                _ingested_at=pl.lit(now_utc()).cast(pl.Datetime("us", "UTC")),
-            ).select(list(BRONZE_SCHEMA))
-            replace_where(uri, rows, f"_arrival_date = '{arrival_date.isoformat()}'", commit, "bronze: replace arrival date")
-            crash_point("after_bronze_commit")
-        ops = OpsTables(settings.root)
-        known = ops.batch_rows(feed.dataset).filter(pl.col("batch_id") == batch.batch_id)
-        if known.is_empty():
-            ops.record_batch(
-                _batch_row(feed, arrival_date, batch.batch_id, "landed", files, code_version, records_in=batch.rows.height),
-                commit,
-            )
-        return BronzeReport(batch.batch_id, files, batch.rows.height, table_version(uri), rewritten=not replay)
-
-
-def _batch_row(
-    feed: FeedSpec,
-    arrival_date: date,
-    batch_id: str,
-    status: str,
-    files: list[dict[str, object]],
-    code_version: str,
-    **facts: object,
-) -> dict[str, object]:
-    row: dict[str, object] = {
-        "batch_id": batch_id,
-        "dataset": feed.dataset,
-        "arrival_date": arrival_date,
-        "status": status,
-        "files": dumps(files),
-        "code_version": code_version,
-    }
-    row.update(facts)
-    return row
-
-
 def _deliveries(feed: FeedSpec, judged: pl.DataFrame) -> pl.DataFrame:
     """Validated records in silver's schema: typed fields, event date, content hash, lineage."""
     schema = feed.silver_schema
@@ -161,73 +68,6 @@ def _deliveries(feed: FeedSpec, judged: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.col(feed.event_time).dt.date().alias(feed.partition))
         .select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
     )
-
-
-def _quarantine_rows(feed: FeedSpec, frame: pl.DataFrame, run_id: str) -> pl.DataFrame:
-    schema = feed.quarantine_schema
-    stamped = frame.with_columns(_run_id=pl.lit(run_id), _quarantined_at=pl.lit(now_utc()).cast(pl.Datetime("us", "UTC")))
-    for name in schema:
-        if name not in stamped.columns:
-            stamped = stamped.with_columns(pl.lit(None).alias(name))
-    return stamped.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
-
-
-def _validation_rejects(feed: FeedSpec, judged: pl.DataFrame, run_id: str) -> pl.DataFrame:
-    detail = pl.col("_detail") + pl.when(pl.col("_parse_error").is_not_null()).then(
-        pl.lit(" (") + pl.col("_parse_error") + pl.lit(")")
-    ).otherwise(pl.lit(""))
-    return _quarantine_rows(feed, judged.filter(pl.col("_reason").is_not_null()).with_columns(_detail=detail), run_id)
-
-
-def _conflict_detail(feed: FeedSpec) -> pl.Expr:
-    return pl.format(
-        "version_conflict: {} {} version {} was delivered with different content; kept the delivery at {} line {} "
-        "(arrival {}, batch {}), whose content hash is the smallest",
-        pl.lit(feed.key),
-        pl.col(feed.key),
-        pl.col(feed.version),
-        pl.col("_kept_source_file"),
-        pl.col("_kept_source_line"),
-        pl.col("_kept_arrival_date"),
-        pl.col("_kept_batch_id").str.slice(0, 12),
-    )
-
-
-def _conflict_rows(feed: FeedSpec, losers: pl.DataFrame, raw_by_lineage: pl.DataFrame, run_id: str) -> pl.DataFrame:
-    with_raw = losers.join(raw_by_lineage, on=LINEAGE, how="left")
-    return _quarantine_rows(
-        feed, with_raw.with_columns(_reason=pl.lit("version_conflict"), _detail=_conflict_detail(feed)), run_id
-    )
-
-
-def _gates(feed: FeedSpec, records_in: int, counts: dict[str, int], resolution: Resolution, threshold: float) -> list[Gate]:
-    quarantined = counts["quarantined"]
-    fraction = quarantined / records_in if records_in else 0.0
-    accounted = sum(counts[k] for k in ("inserted", "updated", "duplicates", "stale", "quarantined"))
-    duplicate_keys = resolution.kept.height - resolution.kept.get_column(feed.key).n_unique() if resolution.kept.height else 0
-    return [
-        Gate(
-            "rejected_fraction_within_threshold",
-            fraction <= threshold,
-            f"{fraction:.4%} ({quarantined}/{records_in})",
-            f"quarantined/records <= {threshold:.2%}",
-            {"rejected_fraction": fraction, "max_rejected_fraction": threshold},
-        ),
-        Gate(
-            "silver_keys_are_unique",
-            duplicate_keys == 0,
-            f"{duplicate_keys} duplicate {feed.key} in the batch's silver rows",
-            f"one silver row per {feed.key}",
-            {"duplicate_keys": duplicate_keys},
-        ),
-        Gate(
-            "batch_counts_are_conserved",
-            accounted == records_in,
-            f"records_in={records_in}, inserted+updated+duplicates+stale+quarantined={accounted}",
-            "records in = inserted + updated + duplicates + stale + quarantined",
-            {"records_in": records_in, "accounted": accounted},
-        ),
-    ]
 
 
 def publish_silver(
@@ -263,7 +103,7 @@ def publish_silver(
         staged = stage_records(bronze, feed.fields, feed.content_fields)
         judged = judge(staged, feed.contract(settings.allowed_lateness_days), feed.reasons)
         deliveries = _deliveries(feed, judged)
-        rejects = _validation_rejects(feed, judged, run_id)
+        rejects = validation_rejects(feed, judged, run_id)
 
         for uri, schema, partition in (
             (silver_uri, feed.silver_schema, feed.partition),
@@ -277,7 +117,7 @@ def publish_silver(
         resolution = resolve(deliveries, prior, key, version)
         raw = bronze.select("_raw", *LINEAGE)
         losers = resolution.outcomes.filter(pl.col("_outcome") == "version_conflict")
-        own_quarantine = pl.concat([rejects, _conflict_rows(feed, losers, raw, run_id)])
+        own_quarantine = pl.concat([rejects, conflict_rows(feed, losers, raw, run_id)])
 
         tally = resolution.counts()
         counts = {
@@ -289,10 +129,18 @@ def publish_silver(
             "quarantined": own_quarantine.height,
             "displaced": resolution.displaced.height,
         }
-        gates = _gates(feed, bronze.height, counts, resolution, threshold)
+        gates = evaluate_gates(feed, bronze.height, counts, resolution, threshold)
         reasons = dict(sorted(own_quarantine.get_column("_reason").value_counts().iter_rows()))
         drift = _schema_drift(judged)
-        commit = _commit(settings, feed, arrival_date, batch_id, run_id, code_version, files, counts)
+        commit = CommitInfo(
+            dataset=feed.dataset,
+            batch_id=batch_id,
+            run_id=run_id,
+            code_version=code_version,
+            arrival_date=arrival_date,
+            source_files=tuple(files),
+            counts=counts,
+        )
         facts = dict(
             records_in=bronze.height,
             inserted=counts["inserted"],
@@ -350,7 +198,7 @@ def publish_silver(
                 for g in gates
                 if not g.passed
             ]
-            ops.record_batch(_batch_row(feed, arrival_date, batch_id, "gated", files, code_version, **facts), commit)
+            ops.record_batch(batch_record(feed.dataset, arrival_date, batch_id, "gated", files, code_version, **facts), commit)
             return SilverReport(
                 batch_id,
                 arrival_date,
@@ -373,7 +221,7 @@ def publish_silver(
             ["_raw", *LINEAGE],
             BRONZE_SCHEMA,
         )
-        write_quarantine(pl.concat([own_quarantine, _conflict_rows(feed, resolution.displaced, displaced_raw, run_id)]))
+        write_quarantine(pl.concat([own_quarantine, conflict_rows(feed, resolution.displaced, displaced_raw, run_id)]))
 
         own_ledger = ledger.filter(pl.col("_arrival_date") == arrival_date)
         if (
@@ -411,8 +259,8 @@ def publish_silver(
         # A complete batch re-run changes nothing downstream (its effect is a pure function), so it stays complete.
         status = "complete" if record.height and record.item(0, "status") == "complete" else "published"
         ops.record_batch(
-            _batch_row(
-                feed,
+            batch_record(
+                feed.dataset,
                 arrival_date,
                 batch_id,
                 status,

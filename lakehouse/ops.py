@@ -209,3 +209,24 @@ class OpsTables:
 
 def dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def batch_record(
+    dataset: str,
+    arrival_date: date,
+    batch_id: str,
+    status: str,
+    files: list[dict[str, object]],
+    code_version: str,
+    **facts: object,
+) -> dict[str, object]:
+    row: dict[str, object] = {
+        "batch_id": batch_id,
+        "dataset": dataset,
+        "arrival_date": arrival_date,
+        "status": status,
+        "files": dumps(files),
+        "code_version": code_version,
+    }
+    row.update(facts)
+    return row

@@ -10,7 +10,8 @@ import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
 from assets.gold import GOLD_TABLE, refresh_gold
-from lakehouse.batch import SilverReport, land_bronze, publish_silver
+from lakehouse.batch import SilverReport, publish_silver
+from lakehouse.bronze import land_bronze
 from lakehouse.settings import Settings
 from lakehouse.storage import read_table, table_uri
 

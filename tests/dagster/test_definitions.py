@@ -122,7 +122,8 @@ def test_landing_sensor_requests_each_set_of_files_once_keyed_by_batch_id(tmp_pa
 
 def test_gold_refresh_sensor_restates_the_event_dates_a_published_batch_touched(tmp_path: Path) -> None:
     from assets.billing_feed import BILLING_EVENTS
-    from lakehouse.batch import land_bronze, publish_silver
+    from lakehouse.batch import publish_silver
+    from lakehouse.bronze import land_bronze
 
     settings = settings_for(tmp_path)
     defs, instance = build_definitions(settings), dg.DagsterInstance.ephemeral()
@@ -148,7 +149,8 @@ def test_gold_check_judges_the_snapshot_its_refresh_read_even_if_silver_moves_on
 ) -> None:
     import assets.gold
     from assets.billing_feed import BILLING_EVENTS
-    from lakehouse.batch import land_bronze, publish_silver
+    from lakehouse.batch import publish_silver
+    from lakehouse.bronze import land_bronze
 
     settings = settings_for(tmp_path)
     instance = dg.DagsterInstance.ephemeral()

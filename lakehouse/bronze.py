@@ -1,0 +1,64 @@
+"""Bronze: every landed line of an arrival date, lossless, replaced atomically per arrival date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from lakehouse.faults import crash_point
+from lakehouse.feed import BRONZE_SCHEMA, FeedSpec
+from lakehouse.landing import read_batch
+from lakehouse.locking import exclusive_writer
+from lakehouse.ops import OpsTables, batch_record, now_utc
+from lakehouse.settings import Settings
+from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_uri, table_version
+
+
+@dataclass(frozen=True)
+class BronzeReport:
+    batch_id: str
+    files: list[dict[str, object]]
+    records: int
+    table_version: int | None
+    rewritten: bool  # False when bronze already held exactly this batch (a replay)
+
+
+def land_bronze(settings: Settings, feed: FeedSpec, arrival_date: date, run_id: str, code_version: str) -> BronzeReport:
+    """Replace bronze's arrival-date partition with every landed line, atomically; a replay writes nothing."""
+    with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
+        batch = read_batch(settings.root, feed.dataset, arrival_date)
+        files = [f.as_metadata() for f in batch.files]
+        uri = table_uri(settings.root, "bronze", feed.dataset)
+        ensure_table(uri, BRONZE_SCHEMA, ["_arrival_date"])
+        held = read_table(uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"])
+        replay = held.height == batch.rows.height > 0 and set(held.get_column("_batch_id").to_list()) == {batch.batch_id}
+        commit = CommitInfo(
+            dataset=feed.dataset,
+            batch_id=batch.batch_id,
+            run_id=run_id,
+            code_version=code_version,
+            arrival_date=arrival_date,
+            source_files=tuple(files),
+            counts={"records_in": batch.rows.height},
+        )
+        if not replay:
+            rows = batch.rows.with_columns(
+                _batch_id=pl.lit(batch.batch_id),
+                _arrival_date=pl.lit(arrival_date),
+                _run_id=pl.lit(run_id),
+                _ingested_at=pl.lit(now_utc()).cast(pl.Datetime("us", "UTC")),
+            ).select(list(BRONZE_SCHEMA))
+            replace_where(uri, rows, f"_arrival_date = '{arrival_date.isoformat()}'", commit, "bronze: replace arrival date")
+            crash_point("after_bronze_commit")
+        ops = OpsTables(settings.root)
+        known = ops.batch_rows(feed.dataset).filter(pl.col("batch_id") == batch.batch_id)
+        if known.is_empty():
+            ops.record_batch(
+                batch_record(
+                    feed.dataset, arrival_date, batch.batch_id, "landed", files, code_version, records_in=batch.rows.height
+                ),
+                commit,
+            )
+        return BronzeReport(batch.batch_id, files, batch.rows.height, table_version(uri), rewritten=not replay)

@@ -1,0 +1,54 @@
+"""Publish gates: evaluated on a batch before silver's commit, so a failure leaves silver and gold untouched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakehouse.feed import FeedSpec
+from lakehouse.resolution import Resolution
+
+COUNTED = ("inserted", "updated", "duplicates", "stale", "quarantined")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A publish gate, evaluated before silver's commit; names read as predicates."""
+
+    name: str
+    passed: bool
+    observed: str
+    guardrail: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate_gates(
+    feed: FeedSpec, records_in: int, counts: dict[str, int], resolution: Resolution, threshold: float
+) -> list[Gate]:
+    quarantined = counts["quarantined"]
+    fraction = quarantined / records_in if records_in else 0.0
+    accounted = sum(counts[k] for k in COUNTED)
+    duplicate_keys = resolution.kept.height - resolution.kept.get_column(feed.key).n_unique() if resolution.kept.height else 0
+    return [
+        Gate(
+            "rejected_fraction_within_threshold",
+            fraction <= threshold,
+            f"{fraction:.4%} ({quarantined}/{records_in})",
+            f"quarantined/records <= {threshold:.2%}",
+            {"rejected_fraction": fraction, "max_rejected_fraction": threshold},
+        ),
+        Gate(
+            "silver_keys_are_unique",
+            duplicate_keys == 0,
+            f"{duplicate_keys} duplicate {feed.key} in the batch's silver rows",
+            f"one silver row per {feed.key}",
+            {"duplicate_keys": duplicate_keys},
+        ),
+        Gate(
+            "batch_counts_are_conserved",
+            accounted == records_in,
+            f"records_in={records_in}, inserted+updated+duplicates+stale+quarantined={accounted}",
+            "records in = inserted + updated + duplicates + stale + quarantined",
+            {"records_in": records_in, "accounted": accounted},
+        ),
+    ]
