@@ -1,6 +1,6 @@
 """Arrival-date partitions for bronze and silver, event-date partitions for gold, and the honest mapping between them."""
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -8,15 +8,25 @@ from checks.billing_contract import FUTURE_SKEW_DAYS
 from lakehouse.settings import Settings
 
 
+def _daily(start: date, last: date | None, days_ahead: int) -> dg.DailyPartitionsDefinition:
+    """Daily partitions from `start` through today + `days_ahead - 1`, stretched to reach `last` if it is later.
+
+    Dagster caps time partitions at the current time even with an end date, so dates the calendar
+    has not reached need a larger end offset; only the window's size reads the clock, never data.
+    """
+    ahead = days_ahead if last is None else max(days_ahead, (last - datetime.now(UTC).date()).days + days_ahead)
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_offset=ahead)
+
+
 def arrival_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
-    return dg.DailyPartitionsDefinition(start_date=settings.partitions_start.isoformat(), end_offset=1)
+    return _daily(settings.partitions_start, settings.partitions_end, 1)
 
 
 def event_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
     """Event dates start `lateness` days before the first arrival (the earliest it accepts) and run a
-    day ahead of today (clock skew)."""
+    day ahead of the last arrival (clock skew)."""
     start = settings.partitions_start - timedelta(days=settings.allowed_lateness_days)
-    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_offset=FUTURE_SKEW_DAYS)
+    return _daily(start, settings.partitions_end, FUTURE_SKEW_DAYS)
 
 
 def gold_from_arrivals(settings: Settings) -> dg.TimeWindowPartitionMapping:

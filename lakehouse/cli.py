@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -42,14 +43,8 @@ def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | N
         print("nothing to run: every landed arrival date is already published with its current files")
         return 0
     failed = 0
-    too_early = [d for d in dates if d < settings.partitions_start]
-    if too_early:
-        print(
-            f"arrival dates before the partitions start {settings.partitions_start} cannot run: "
-            f"{', '.join(map(str, too_early))}; set LAKEHOUSE_PARTITIONS_START earlier",
-            file=sys.stderr,
-        )
-        return 2
+    # The Dagster partitions must contain every date run here, whatever the calendar says today.
+    settings = replace(settings, partitions_start=min(settings.partitions_start, *dates), partitions_end=max(dates))
     for outcome in run_arrival_dates(settings, dates, max_rejected_fraction):
         print(
             f"{outcome.arrival_date}  {'ok    ' if outcome.ok else 'FAILED'}  run {outcome.ingest_run_id[:8]}  {outcome.message}"

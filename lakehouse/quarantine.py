@@ -41,6 +41,4 @@ def conflict_detail(feed: FeedSpec) -> pl.Expr:
 
 def conflict_rows(feed: FeedSpec, losers: pl.DataFrame, raw_by_lineage: pl.DataFrame, run_id: str) -> pl.DataFrame:
     with_raw = losers.join(raw_by_lineage, on=LINEAGE, how="left")
-    return quarantine_rows(
-        feed, with_raw.with_columns(_reason=pl.lit("version_conflict"), _detail=conflict_detail(feed)), run_id
-    )
+    return quarantine_rows(feed, with_raw.with_columns(_reason=pl.lit("version_conflict"), _detail=conflict_detail(feed)), run_id)

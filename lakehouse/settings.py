@@ -20,6 +20,8 @@ class Settings:
         max_rejected_fraction: the publish gate; a batch whose quarantined/records is strictly
             above it is not published.
         partitions_start: first arrival/event date of the Dagster partitions.
+        partitions_end: an arrival date the partitions must reach although the calendar has not
+            (the CLI sets it to the last date it runs); partitions otherwise end today.
         lock_timeout_seconds: how long a second writer waits for the first before giving up.
     """
 
@@ -27,6 +29,7 @@ class Settings:
     allowed_lateness_days: int = 7
     max_rejected_fraction: float = 0.05
     partitions_start: date = date(2025, 1, 1)
+    partitions_end: date | None = None  # an arrival date the partitions must reach even if it is in the future
     lock_timeout_seconds: float = 600.0
 
     @classmethod
