@@ -27,7 +27,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_generate(args: argparse.Namespace) -> int:
     from assets.sample_data import generate_landing
 
-    summary = generate_landing(Path(_settings(args).root), args.start, args.days, args.events_per_day, args.seed)
+    try:
+        summary = generate_landing(Path(_settings(args).root), args.start, args.days, args.events_per_day, args.seed)
+    except (FileExistsError, ValueError) as error:
+        print(f"lakehouse generate: {error}", file=sys.stderr)
+        return 2
     print(
         f"wrote {len(summary.files)} files, {summary.lines:,} records for {len(summary.arrival_dates)} arrival dates under {summary.root}"
     )

@@ -69,3 +69,10 @@ def test_run_accepts_arrival_dates_before_the_partitions_start_and_beyond_today(
     status = json.loads(lakehouse("status", "--json", root=tmp_path).stdout)
     assert sorted(b["status"] for b in status["last_batches"]) == ["complete", "complete"]
     assert status["tables"]["gold.daily_account_revenue"]["rows"] == 2
+
+
+def test_generate_refuses_to_overwrite_landed_files_with_a_clear_message(tmp_path: Path) -> None:
+    args = ("generate", "--start", "2025-01-01", "--days", "1", "--events-per-day", "20", "--seed", "1")
+    assert lakehouse(*args, root=tmp_path).returncode == 0
+    again = lakehouse(*args, root=tmp_path)
+    assert again.returncode == 2 and "immutable" in again.stderr and "Traceback" not in again.stderr
