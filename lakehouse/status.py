@@ -102,6 +102,8 @@ def render_status(status: dict[str, Any]) -> str:
         "Last batches (newest arrival first):",
         f"  {'arrival':<11} {'status':<10} {'batch':<13} {'in':>7} {'ins':>7} {'upd':>6} {'dup':>6} {'stale':>6} {'quar':>6} {'rejected':>9}  gates",
     ]
+    if not status["last_batches"]:
+        lines.append("  (no batch has run yet: land files, then `lakehouse run`)")
     for b in status["last_batches"]:
         gates = ", ".join(f"{name}={'pass' if ok else 'FAIL'}" for name, ok in b["gates"].items()) or "-"
         fraction = f"{b['rejected_fraction']:.2%}" if b["rejected_fraction"] is not None else "-"
@@ -112,7 +114,7 @@ def render_status(status: dict[str, Any]) -> str:
     reasons = status["quarantine_reasons"]
     lines += [
         "",
-        "Quarantine reasons: " + (", ".join(f"{k}={v}" for k, v in reasons.items()) if reasons else "Quarantine reasons: none"),
+        "Quarantine reasons: " + (", ".join(f"{k}={v}" for k, v in reasons.items()) if reasons else "none"),
     ]
     incidents = status["open_incidents"]
     lines.append(f"Open incidents: {len(incidents)}")
