@@ -32,6 +32,17 @@ class DateOutcome:
         return self.ingest_ok and self.gold_ok is not False
 
 
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step's own words: a gate's description, or the error's first line."""
+    failure = next((event for event in result.all_events if event.is_step_failure), None)
+    if failure is None:
+        return "run failed"
+    data = failure.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip().splitlines()[0] if data.error else "run failed"
+
+
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """DAGSTER_HOME's instance when set (so runs show in the UI), else an embedded SQLite one under the root.
 
@@ -91,12 +102,7 @@ def run_arrival_dates(
             tags={"lakehouse/trigger": "cli"},
         )
         if not result.success:
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
-            message = (
-                failure.step_failure_data.error.message.strip().splitlines()[0]
-                if failure and failure.step_failure_data.error
-                else "run failed"
-            )
+            message = _failure_message(result)
             outcomes.append(DateOutcome(arrival, result.run_id, False, None, None, message))
             continue
         batch = (
