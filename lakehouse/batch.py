@@ -20,13 +20,12 @@ from lakehouse.gates import Gate, evaluate_gates
 from lakehouse.locking import exclusive_writer
 from lakehouse.merge import apply_changes
 from lakehouse.ops import OpsTables, batch_record, dumps
-from lakehouse.quarantine import conflict_rows, validation_rejects
+from lakehouse.quarantine import conflict_rows, validation_rejects, write_quarantine
 from lakehouse.records import stage_records
 from lakehouse.resolution import LINEAGE, resolve
 from lakehouse.settings import Settings
 from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_uri, table_version
 
-QUARANTINE_WALL_CLOCK = ("_run_id", "_quarantined_at")
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
 
 
@@ -141,48 +140,19 @@ def publish_silver(
             source_files=tuple(files),
             counts=counts,
         )
-        facts = dict(
-            records_in=bronze.height,
-            inserted=counts["inserted"],
-            updated=counts["updated"],
-            duplicates=counts["duplicates"],
-            stale=counts["stale"],
-            quarantined=counts["quarantined"],
-            displaced=counts["displaced"],
-            rejected_fraction=counts["quarantined"] / bronze.height if bronze.height else 0.0,
-            max_rejected_fraction=threshold,
-            gates=dumps({g.name: g.passed for g in gates}),
-            reasons=dumps(reasons),
-            schema_drift=dumps(drift),
-        )
+        facts = {
+            **counts,
+            "rejected_fraction": counts["quarantined"] / bronze.height if bronze.height else 0.0,
+            "max_rejected_fraction": threshold,
+            "gates": dumps({g.name: g.passed for g in gates}),
+            "reasons": dumps(reasons),
+            "schema_drift": dumps(drift),
+        }
         samples = own_quarantine.head(SAMPLE_REJECTS).select("_source_file", "_source_line", "_reason", "_detail").to_dicts()
-        own_scope = pl.col("_arrival_date") == arrival_date
-        quarantine_compare = [c for c in feed.quarantine_schema if c not in QUARANTINE_WALL_CLOCK]
-        quarantine_key = list(LINEAGE)
-
-        def write_quarantine(desired: pl.DataFrame) -> None:
-            displaced_keys = desired.filter(~own_scope).select(quarantine_key)
-            current = read_table(
-                quarantine_uri,
-                pl.col("_arrival_date").is_in(desired.get_column("_arrival_date").unique().implode()) | own_scope,
-                empty_schema=feed.quarantine_schema,
-            )
-            current = pl.concat([current.filter(own_scope), current.join(displaced_keys, on=quarantine_key, how="semi")])
-            apply_changes(
-                quarantine_uri,
-                desired,
-                current,
-                key=quarantine_key,
-                partition="_arrival_date",
-                compare=quarantine_compare,
-                commit=commit,
-                operation="quarantine: batch rejects",
-                delete_scope=own_scope,
-            )
-            crash_point("after_quarantine_commit")
-
         if not all(gate.passed for gate in gates):
-            write_quarantine(own_quarantine)  # the evidence is kept; nothing else changes
+            write_quarantine(
+                quarantine_uri, feed, own_quarantine, arrival_date, commit
+            )  # the evidence is kept; nothing else changes
             incident_ids = [
                 ops.open_incident(
                     dataset=feed.dataset,
@@ -221,7 +191,8 @@ def publish_silver(
             ["_raw", *LINEAGE],
             BRONZE_SCHEMA,
         )
-        write_quarantine(pl.concat([own_quarantine, conflict_rows(feed, resolution.displaced, displaced_raw, run_id)]))
+        displaced_rows = conflict_rows(feed, resolution.displaced, displaced_raw, run_id)
+        write_quarantine(quarantine_uri, feed, pl.concat([own_quarantine, displaced_rows]), arrival_date, commit)
 
         own_ledger = ledger.filter(pl.col("_arrival_date") == arrival_date)
         if (

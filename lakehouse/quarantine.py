@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 
+from lakehouse.faults import crash_point
 from lakehouse.feed import FeedSpec
+from lakehouse.merge import apply_changes
 from lakehouse.ops import now_utc
 from lakehouse.resolution import LINEAGE
+from lakehouse.storage import CommitInfo, read_table
+
+WALL_CLOCK = ("_run_id", "_quarantined_at")
 
 
 def quarantine_rows(feed: FeedSpec, frame: pl.DataFrame, run_id: str) -> pl.DataFrame:
@@ -42,3 +49,26 @@ def conflict_detail(feed: FeedSpec) -> pl.Expr:
 def conflict_rows(feed: FeedSpec, losers: pl.DataFrame, raw_by_lineage: pl.DataFrame, run_id: str) -> pl.DataFrame:
     with_raw = losers.join(raw_by_lineage, on=LINEAGE, how="left")
     return quarantine_rows(feed, with_raw.with_columns(_reason=pl.lit("version_conflict"), _detail=conflict_detail(feed)), run_id)
+
+
+def write_quarantine(uri: str, feed: FeedSpec, desired: pl.DataFrame, arrival_date: date, commit: CommitInfo) -> None:
+    """Make quarantine hold exactly `desired` for this arrival date's deliveries, plus the displaced
+    deliveries of other dates that `desired` names (their rows are updated, never deleted here)."""
+    own_scope = pl.col("_arrival_date") == arrival_date
+    displaced_keys = desired.filter(~own_scope).select(LINEAGE)
+    dates = desired.get_column("_arrival_date").unique().implode()
+    current = read_table(uri, pl.col("_arrival_date").is_in(dates) | own_scope, empty_schema=feed.quarantine_schema)
+    current = pl.concat([current.filter(own_scope), current.join(displaced_keys, on=LINEAGE, how="semi")])
+    compare = [column for column in feed.quarantine_schema if column not in WALL_CLOCK]
+    apply_changes(
+        uri,
+        desired,
+        current,
+        key=LINEAGE,
+        partition="_arrival_date",
+        compare=compare,
+        commit=commit,
+        operation="quarantine: batch rejects",
+        delete_scope=own_scope,
+    )
+    crash_point("after_quarantine_commit")
