@@ -12,13 +12,19 @@ from lakehouse.resources import CODE_VERSION, LakehouseResource
 
 SILVER_KEY = dg.AssetKey(["silver", BILLING_EVENTS.dataset])
 QUARANTINE_KEY = dg.AssetKey(["silver", f"{BILLING_EVENTS.dataset}_quarantine"])
-GATES = ("rejected_fraction_within_threshold", "silver_keys_are_unique", "batch_counts_are_conserved")
+GATES = (
+    "rejected_fraction_within_threshold",
+    "silver_keys_are_unique",
+    "batch_counts_are_conserved",
+    "landed_files_are_readable",
+)
 
 
 class SilverConfig(dg.Config):
     """Set max_rejected_fraction to accept a gated batch explicitly (recorded with the batch)."""
 
     max_rejected_fraction: float | None = None
+    accept_damaged_files: bool = False  # publish what could be read of a corrupt or truncated file
 
 
 def _batch_metadata(report: SilverReport) -> dict[str, Any]:
@@ -79,6 +85,7 @@ def build_silver(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             context.run.run_id,
             CODE_VERSION,
             config.max_rejected_fraction,
+            config.accept_damaged_files,
         )
         metadata = _batch_metadata(report)
         yield dg.MaterializeResult(
@@ -103,7 +110,7 @@ def build_silver(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             raise dg.Failure(
                 description=f"batch {report.batch_id[:12]} for {report.arrival_date} was not published: failed {', '.join(failed)}. "
                 "Silver and gold are unchanged; its rejects are in quarantine. Re-run after the upstream re-delivers, "
-                "or accept it with run config max_rejected_fraction.",
+                "or accept it with run config max_rejected_fraction (or accept_damaged_files).",
                 metadata={**metadata, "incident_ids": dg.MetadataValue.json(report.incident_ids)},
             )
         yield dg.MaterializeResult(asset_key=SILVER_KEY, metadata=metadata)

@@ -76,8 +76,13 @@ def publish_silver(
     run_id: str,
     code_version: str,
     max_rejected_fraction: float | None = None,
+    accept_damaged_files: bool = False,
 ) -> SilverReport:
-    """Judge bronze's arrival date, gate it, and publish it to quarantine, the ledger and silver."""
+    """Judge bronze's arrival date, gate it, and publish it to quarantine, the ledger and silver.
+
+    `max_rejected_fraction` and `accept_damaged_files` are the operator's explicit acceptance of a
+    batch its gates would hold back (a raised threshold; files readable only in part).
+    """
     threshold = settings.max_rejected_fraction if max_rejected_fraction is None else max_rejected_fraction
     root, key, version = settings.root, feed.key, feed.version
     bronze_uri = table_uri(root, "bronze", feed.dataset)
@@ -128,7 +133,8 @@ def publish_silver(
             "quarantined": own_quarantine.height,
             "displaced": resolution.displaced.height,
         }
-        gates = evaluate_gates(feed, bronze.height, counts, resolution, threshold)
+        damaged = [f for f in files if f.get("damage")]
+        gates = evaluate_gates(feed, bronze.height, counts, resolution, threshold, damaged, accept_damaged_files)
         reasons = dict(sorted(own_quarantine.get_column("_reason").value_counts().iter_rows()))
         drift = _schema_drift(judged)
         commit = CommitInfo(

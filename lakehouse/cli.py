@@ -39,7 +39,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | None) -> int:
+def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | None, accept_damaged_files: bool = False) -> int:
     from lakehouse.runner import pending_arrival_dates, run_arrival_dates
 
     dates = dates or pending_arrival_dates(settings, DATASET)
@@ -49,7 +49,7 @@ def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | N
     failed = 0
     # The Dagster partitions must contain every date run here, whatever the calendar says today.
     settings = replace(settings, partitions_start=min(settings.partitions_start, *dates), partitions_end=max(dates))
-    for outcome in run_arrival_dates(settings, dates, max_rejected_fraction):
+    for outcome in run_arrival_dates(settings, dates, max_rejected_fraction, accept_damaged_files=accept_damaged_files):
         print(
             f"{outcome.arrival_date}  {'ok    ' if outcome.ok else 'FAILED'}  run {outcome.ingest_run_id[:8]}  {outcome.message}"
         )
@@ -60,7 +60,7 @@ def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | N
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(_settings(args), args.arrival_date or [], args.max_rejected_fraction)
+    return _run(_settings(args), args.arrival_date or [], args.max_rejected_fraction, args.accept_damaged_files)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--root", help=root_help)
     run.add_argument("--arrival-date", type=date.fromisoformat, action="append", help="YYYY-MM-DD; repeat for several")
     run.add_argument("--max-rejected-fraction", type=float, help="accept a gated batch explicitly with a raised threshold")
+    run.add_argument(
+        "--accept-damaged-files", action="store_true", help="publish what could be read of a corrupt or truncated .gz file"
+    )
     run.set_defaults(func=cmd_run)
 
     demo = commands.add_parser("demo", help="generate sample data into a fresh root and run everything")

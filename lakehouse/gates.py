@@ -23,7 +23,13 @@ class Gate:
 
 
 def evaluate_gates(
-    feed: FeedSpec, records_in: int, counts: dict[str, int], resolution: Resolution, threshold: float
+    feed: FeedSpec,
+    records_in: int,
+    counts: dict[str, int],
+    resolution: Resolution,
+    threshold: float,
+    damaged_files: list[dict[str, Any]],
+    accept_damaged_files: bool = False,
 ) -> list[Gate]:
     quarantined = counts["quarantined"]
     fraction = quarantined / records_in if records_in else 0.0
@@ -50,5 +56,12 @@ def evaluate_gates(
             f"records_in={records_in}, inserted+updated+duplicates+stale+quarantined={accounted}",
             "records in = inserted + updated + duplicates + stale + quarantined",
             {"records_in": records_in, "accounted": accounted},
+        ),
+        Gate(
+            "landed_files_are_readable",
+            not damaged_files or accept_damaged_files,
+            "; ".join(f"{f['file']}: {f['damage']}" for f in damaged_files) or "every file read to its end",
+            "every landed file is readable to its end" + (" (damage accepted by the operator)" if accept_damaged_files else ""),
+            {"damaged_files": damaged_files, "damage_accepted": accept_damaged_files},
         ),
     ]

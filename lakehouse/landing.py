@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ class LandedFile:
     size_bytes: int
     line_count: int  # physical lines, blank ones included
     record_count: int  # non-blank lines: the records it delivers
+    damage: str | None = None  # why part of the file could not be read (its readable lines are still delivered)
 
     def as_metadata(self) -> dict[str, object]:
         return {
@@ -36,6 +36,7 @@ class LandedFile:
             "bytes": self.size_bytes,
             "lines": self.line_count,
             "records": self.record_count,
+            **({"damage": self.damage} if self.damage else {}),
         }
 
 
@@ -102,11 +103,11 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     files, raws, names, numbers = [], [], [], []
     for path in _landing_files(folder):
         relative = f"{arrival_date.isoformat()}/{path.name}"
-        content = _read_bytes(path)
-        digest = hashlib.sha256(content).hexdigest()
+        raw = path.read_bytes()
+        content, damage = _decode(path, raw)
         lines = split_lines(content)
         records = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
-        files.append(LandedFile(relative, digest, len(content), len(lines), len(records)))
+        files.append(LandedFile(relative, hashlib.sha256(raw).hexdigest(), len(raw), len(lines), len(records), damage))
         for number, line in records:
             raws.append(line)
             names.append(relative)
@@ -120,14 +121,38 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     return Batch(dataset, arrival_date, tuple(files), rows)
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if not path.name.endswith(".gz"):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        raise LandingError(f"{path}: corrupt or truncated gzip ({error}); nothing is published from this batch") from error
+def _decode(path: Path, raw: bytes) -> tuple[bytes, str | None]:
+    return gunzip_readable_prefix(raw) if path.name.endswith(".gz") else (raw, None)
+
+
+def gunzip_readable_prefix(raw: bytes, chunk_size: int = 4096) -> tuple[bytes, str | None]:
+    """Decompress every gzip member; on damage, return the complete lines decompressed before it and why.
+
+    Nothing that landed may be lost from bronze, so a corrupt or truncated file still delivers
+    what can be read of it; the batch's gate then refuses to publish it. A truncated file's
+    prefix is exact; in a corrupt one DEFLATE notices the damage only some way after it, so the
+    last lines read may be damaged too (an operator accepting it should know).
+    """
+    out, rest, consumed = bytearray(), raw, 0
+    while rest:
+        member, position = zlib.decompressobj(wbits=31), 0
+        while not member.eof:
+            if position >= len(rest):
+                return _complete_lines(out), "truncated gzip: the file ends inside a compressed stream"
+            chunk = rest[position : position + chunk_size]
+            try:
+                out += member.decompress(chunk)
+            except zlib.error as error:
+                return _complete_lines(out), f"corrupt gzip near byte {consumed + position} ({error})"
+            position += len(chunk)
+        consumed += position - len(member.unused_data)
+        rest = member.unused_data + rest[position:]
+    return bytes(out), None
+
+
+def _complete_lines(content: bytearray) -> bytes:
+    """Up to the last newline: a line cut by the damage is not a line that landed."""
+    return bytes(content[: content.rfind(b"\n") + 1])
 
 
 def split_lines(content: bytes) -> list[bytes]:
@@ -146,7 +171,7 @@ def current_batch_id(root: str | Path, dataset: str, arrival_date: date) -> str:
     """The batch id the landed files of a date would get now, hashing files without parsing lines."""
     folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
     listing = "".join(
-        f"{arrival_date.isoformat()}/{path.name}\t{hashlib.sha256(_read_bytes(path)).hexdigest()}\n"
+        f"{arrival_date.isoformat()}/{path.name}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
         for path in _landing_files(folder)
     )
     return batch_id_for(dataset, arrival_date, hashlib.sha256(listing.encode()).hexdigest())

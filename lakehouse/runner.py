@@ -77,6 +77,7 @@ def run_arrival_dates(
     arrival_dates: list[date],
     max_rejected_fraction: float | None = None,
     instance: dg.DagsterInstance | None = None,
+    accept_damaged_files: bool = False,
 ) -> list[DateOutcome]:
     from assets.billing_feed import BILLING_EVENTS  # the composition root wires the one feed
     from assets.sensors import gold_refresh_request
@@ -87,7 +88,14 @@ def run_arrival_dates(
     quiet = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}}
     }  # the instance keeps every event; the terminal gets the summary
-    run_config = {"ops": {"silver_billing_events": {"config": {"max_rejected_fraction": max_rejected_fraction}}}, **quiet}
+    run_config = {
+        "ops": {
+            "silver_billing_events": {
+                "config": {"max_rejected_fraction": max_rejected_fraction, "accept_damaged_files": accept_damaged_files}
+            }
+        },
+        **quiet,
+    }
     outcomes = []
     for arrival in sorted(set(arrival_dates)):
         if arrival < settings.partitions_start:

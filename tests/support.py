@@ -66,10 +66,19 @@ def settings_for(root: Path, **overrides: object) -> Settings:
 
 def run_batch(root: Path, arrival: str | date, run_id: str = "test-run", **overrides: object) -> SilverReport:
     """Bronze, silver and gold for one arrival date, exactly as the Dagster assets chain them."""
-    settings = settings_for(root, **{k: v for k, v in overrides.items() if k != "max_rejected_fraction"})
+    acceptance = ("max_rejected_fraction", "accept_damaged_files")
+    settings = settings_for(root, **{k: v for k, v in overrides.items() if k not in acceptance})
     day = date.fromisoformat(arrival) if isinstance(arrival, str) else arrival
     land_bronze(settings, BILLING_EVENTS, day, run_id, "test")
-    report = publish_silver(settings, BILLING_EVENTS, day, run_id, "test", overrides.get("max_rejected_fraction"))  # type: ignore[arg-type]
+    report = publish_silver(
+        settings,
+        BILLING_EVENTS,
+        day,
+        run_id,
+        "test",
+        overrides.get("max_rejected_fraction"),
+        bool(overrides.get("accept_damaged_files")),  # type: ignore[arg-type]
+    )
     if report.published:
         refresh_gold(settings, report.touched_event_dates, report.batch_id, run_id)
     return report

@@ -43,6 +43,7 @@ def test_definitions_load_without_warnings_and_show_layers_checks_and_sensors(tm
     checks = {key.name for key in repository.asset_graph.asset_check_keys}
     assert {
         "rejected_fraction_within_threshold",
+        "landed_files_are_readable",
         "silver_keys_are_unique",
         "batch_counts_are_conserved",
         "silver_has_one_row_per_event_id",
@@ -58,7 +59,7 @@ def test_a_run_publishes_with_passing_checks_and_batch_metadata(tmp_path: Path) 
     [outcome] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 10)], instance=instance)
     assert outcome.ok
     evaluations = check_evaluations(instance, outcome.ingest_run_id)
-    assert all(e.passed for e in evaluations.values()) and len(evaluations) == 5
+    assert all(e.passed for e in evaluations.values()) and len(evaluations) == 6
     materialization = instance.get_latest_materialization_event(SILVER_KEY).asset_materialization
     assert materialization.partition == D1
     metadata = materialization.metadata

@@ -185,3 +185,24 @@ def test_a_file_of_blank_lines_is_an_empty_batch_that_publishes_nothing(tmp_path
     land(tmp_path, D1, "a.jsonl", [b"", b"   "])
     report = run_batch(tmp_path, D1)
     assert report.published and report.records_in == 0 and silver(tmp_path).is_empty()
+
+
+def test_a_truncated_gzip_keeps_its_readable_lines_in_bronze_but_publishes_nothing_until_accepted(tmp_path: Path) -> None:
+    import gzip
+
+    land(tmp_path, D1, "a.jsonl", [event("before")])
+    run_batch(tmp_path, D1)
+    silver_before = silver(tmp_path)
+    body = b"".join(json.dumps(event(f"z{n}")).encode() + b"\n" for n in range(3000))
+    folder = tmp_path / "landing" / "billing_events" / D2
+    folder.mkdir(parents=True)
+    (folder / "broken.jsonl.gz").write_bytes(gzip.compress(body)[:-2000])
+    report = run_batch(tmp_path, D2)
+    bronze = read_table(table_uri(tmp_path, "bronze", "billing_events"), pl.col("_arrival_date") == date(2025, 1, 11))
+    assert 0 < bronze.height < 3000  # what could be read landed in bronze
+    assert not report.published and [g.name for g in report.gates if not g.passed] == ["landed_files_are_readable"]
+    assert silver(tmp_path).equals(silver_before)
+    incident = read_table(table_uri(tmp_path, "ops", "incidents")).row(0, named=True)
+    assert incident["failure_mode"] == "gate_failed:landed_files_are_readable" and "broken.jsonl.gz" in incident["observed"]
+    accepted = run_batch(tmp_path, D2, accept_damaged_files=True)
+    assert accepted.published and silver(tmp_path).height == 1 + bronze.height
