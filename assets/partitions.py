@@ -1,6 +1,6 @@
 """Arrival-date partitions for bronze and silver, event-date partitions for gold, and the honest mapping between them."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -25,8 +25,7 @@ def arrival_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
 def event_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
     """Event dates start `lateness` days before the first arrival (the earliest it accepts) and run a
     day ahead of the last arrival (clock skew)."""
-    start = settings.partitions_start - timedelta(days=settings.allowed_lateness_days)
-    return _daily(start, settings.partitions_end, FUTURE_SKEW_DAYS)
+    return _daily(settings.event_partitions_start, settings.partitions_end, FUTURE_SKEW_DAYS)
 
 
 def gold_from_arrivals(settings: Settings) -> dg.TimeWindowPartitionMapping:

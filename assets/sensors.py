@@ -1,7 +1,7 @@
 """Runs triggered by data: a landing sensor per arrival date, and gold refresh after each published batch."""
 
 import json
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 import polars as pl
@@ -28,7 +28,7 @@ def gold_refresh_request(batch_id: str, arrival_date: date, touched: list[date],
 
 
 def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg.SensorDefinition]:
-    event_start = settings.partitions_start - timedelta(days=settings.allowed_lateness_days)
+    event_start = settings.event_partitions_start
 
     @dg.sensor(
         job_name=ingest_job,

@@ -53,8 +53,7 @@ def land_bronze(settings: Settings, feed: FeedSpec, arrival_date: date, run_id: 
             replace_where(uri, rows, f"_arrival_date = '{arrival_date.isoformat()}'", commit, "bronze: replace arrival date")
             crash_point("after_bronze_commit")
         ops = OpsTables(settings.root)
-        known = ops.batch_rows(feed.dataset).filter(pl.col("batch_id") == batch.batch_id)
-        if known.is_empty():
+        if ops.batch(batch.batch_id).is_empty():
             ops.record_batch(
                 batch_record(
                     feed.dataset, arrival_date, batch.batch_id, "landed", files, code_version, records_in=batch.rows.height

@@ -17,6 +17,7 @@ from lakehouse.merge import apply_changes
 from lakehouse.storage import CommitInfo, ensure_table, read_table, table_uri
 
 WALL_CLOCK = ("_run_id", "_recorded_at")
+BATCH_COUNTS = ("records_in", "inserted", "updated", "duplicates", "stale", "quarantined", "displaced")
 
 BATCHES_SCHEMA: dict[str, pl.DataType] = {
     "batch_id": pl.String(),
@@ -122,17 +123,17 @@ class OpsTables:
     def batch_rows(self, dataset: str) -> pl.DataFrame:
         return read_table(self.batches, pl.col("dataset") == dataset, empty_schema=BATCHES_SCHEMA)
 
+    def batch(self, batch_id: str) -> pl.DataFrame:
+        """The batch's record (one row), or no rows if it never landed."""
+        return read_table(self.batches, pl.col("batch_id") == batch_id, empty_schema=BATCHES_SCHEMA)
+
     def commit_for_batch(self, dataset: str, batch_id: str, run_id: str, code_version: str) -> CommitInfo:
         """Commit metadata for work a batch caused later (gold, restatements): its files and counts travel along."""
-        rows = read_table(self.batches, pl.col("batch_id") == batch_id, empty_schema=BATCHES_SCHEMA)
+        rows = self.batch(batch_id)
         if rows.is_empty():
             return CommitInfo(dataset=dataset, batch_id=batch_id, run_id=run_id, code_version=code_version)
         row = rows.row(0, named=True)
-        counts = {
-            name: row[name]
-            for name in ("records_in", "inserted", "updated", "duplicates", "stale", "quarantined", "displaced")
-            if row[name] is not None
-        }
+        counts = {name: row[name] for name in BATCH_COUNTS if row[name] is not None}
         return CommitInfo(
             dataset=dataset,
             batch_id=batch_id,
@@ -145,7 +146,7 @@ class OpsTables:
 
     def mark_complete(self, batch_id: str, commit: CommitInfo) -> bool:
         """Gold has been refreshed for a published batch: the batch is complete."""
-        rows = read_table(self.batches, pl.col("batch_id") == batch_id, empty_schema=BATCHES_SCHEMA)
+        rows = self.batch(batch_id)
         if rows.is_empty() or rows.item(0, "status") != "published":
             return False
         row = rows.to_dicts()[0] | {"status": "complete", "_run_id": commit.run_id, "_recorded_at": now_utc()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import dagster as dg
 
 from lakehouse import __version__
@@ -47,8 +49,6 @@ def run_partition_keys(context: dg.OpExecutionContext | dg.AssetCheckExecutionCo
     tags = context.run.tags
     if RANGE_START_TAG in tags:
         start, end = tags[RANGE_START_TAG], tags[RANGE_END_TAG]
-        from datetime import date, timedelta
-
         first, last = date.fromisoformat(start), date.fromisoformat(end)
         return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
     return [tags["dagster/partition"]] if "dagster/partition" in tags else []

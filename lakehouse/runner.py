@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -122,8 +122,7 @@ def run_arrival_dates(
         )
         row = batch.row(0, named=True)
         touched = [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")]
-        event_start = settings.partitions_start - timedelta(days=settings.allowed_lateness_days)
-        request = gold_refresh_request(row["batch_id"], arrival, touched, event_start)
+        request = gold_refresh_request(row["batch_id"], arrival, touched, settings.event_partitions_start)
         gold = refresh.execute_in_process(
             instance=instance, raise_on_error=False, run_config=quiet, tags={**request.tags, "lakehouse/trigger": "cli"}
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 
 DEFAULT_ROOT = ".lakehouse"
 
@@ -31,6 +31,11 @@ class Settings:
     partitions_start: date = date(2025, 1, 1)
     partitions_end: date | None = None  # an arrival date the partitions must reach even if it is in the future
     lock_timeout_seconds: float = 600.0
+
+    @property
+    def event_partitions_start(self) -> date:
+        """The earliest event date an arrival on `partitions_start` can accept (one lateness window back)."""
+        return self.partitions_start - timedelta(days=self.allowed_lateness_days)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 from deltalake import DeltaTable
 
-from lakehouse.ops import INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
+from lakehouse.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
 from lakehouse.storage import read_table, table_exists, table_uri
 
 LAST_BATCHES = 10
@@ -61,19 +61,7 @@ def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, Any]:
                 "arrival_date": row["arrival_date"].isoformat(),
                 "batch_id": row["batch_id"],
                 "status": row["status"],
-                **{
-                    k: row[k]
-                    for k in (
-                        "records_in",
-                        "inserted",
-                        "updated",
-                        "duplicates",
-                        "stale",
-                        "quarantined",
-                        "displaced",
-                        "rejected_fraction",
-                    )
-                },
+                **{k: row[k] for k in (*BATCH_COUNTS, "rejected_fraction")},
                 "gates": json.loads(row["gates"]) if row["gates"] else {},
                 "schema_drift": json.loads(row["schema_drift"]) if row["schema_drift"] else {},
             }

@@ -109,12 +109,6 @@ def replace_where(uri: str, data: pl.DataFrame, predicate: str, commit: CommitIn
     )
 
 
-def append(uri: str, data: pl.DataFrame, commit: CommitInfo, operation: str) -> None:
-    with_commit_retry(
-        lambda: write_deltalake(uri, data.to_arrow(), mode="append", commit_properties=commit.properties(operation))
-    )
-
-
 def with_commit_retry(write: Callable[[], T], attempts: int = 5) -> T:
     """Retry a commit that lost a race: delta-rs raises on a real conflict whatever its own retry count says.
 
@@ -129,7 +123,3 @@ def with_commit_retry(write: Callable[[], T], attempts: int = 5) -> T:
                 raise
             time.sleep(0.05 * 2**attempt)
     raise AssertionError("unreachable")
-
-
-def last_commit_metadata(uri: str) -> dict[str, object]:
-    return DeltaTable(uri).history(1)[0]
