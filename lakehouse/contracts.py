@@ -24,8 +24,9 @@ def judge(staged: pl.DataFrame, schema: pa.DataFrameSchema, reason_order: Sequen
     """Add `_reason` (first broken rule's reason, null if none) and `_detail` (every broken rule)."""
     indexed = staged.with_row_index("_row")
     try:
-        # Binary columns (the raw line) are not rule inputs, and Pandera cannot JSON-encode them in failure cases.
-        schema.validate(indexed.select(pl.exclude(pl.Binary)), lazy=True)
+        # Binary and list columns (the raw line, its shape) are not rule inputs, and Pandera cannot JSON-encode them
+        # in failure cases.
+        schema.validate(indexed.select(pl.exclude(pl.Binary, pl.List(pl.String))), lazy=True)
         failures = pl.DataFrame(schema={"index": pl.Int64, "check": pl.String})
     except pa.errors.SchemaErrors as errors:
         failures = errors.failure_cases.select(pl.col("index").cast(pl.Int64), pl.col("check").cast(pl.String))

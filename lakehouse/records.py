@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -22,6 +23,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))?$")
 MAX_OFFSET_MINUTES = 14 * 60
+# Deeper documents are malformed: a fixed limit, so the outcome never depends on the interpreter's stack depth.
+MAX_NESTING_DEPTH = 100
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class FieldKind(Enum):
@@ -67,22 +71,55 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 would become Infinity: not JSON, and not the number sent
+        raise _Malformed(f"number {text[:40]} is beyond the float range")
+    return value
+
+
+def _nesting_depth(value: Any) -> int:
+    """Depth of nested arrays/objects, iteratively (no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """A `\\ud800` escape without its pair decodes to a str that no UTF-8 writer (Parquet, Delta) can store."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_json_object(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """Return (object, None) or (None, why the line is not a JSON object)."""
+    """Return (object, None) or (None, why the line is not one unambiguous, storable JSON object)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         return None, f"invalid UTF-8 at byte {error.start}"
+    too_deep = f"JSON nested deeper than {MAX_NESTING_DEPTH} levels"
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys)
     except _Malformed as error:
         return None, str(error)
     except RecursionError:
-        return None, "JSON nested too deeply"
+        return None, too_deep
     except ValueError as error:  # JSONDecodeError, and int() limits on absurdly long numbers
         return None, f"invalid JSON ({error})"
     if not isinstance(value, dict):
         return None, f"not a JSON object (a {type(value).__name__})"
+    # Cheap guards first: only text with enough brackets can be too deep, only an escape can hide a surrogate.
+    if text.count("{") + text.count("[") > MAX_NESTING_DEPTH and _nesting_depth(value) > MAX_NESTING_DEPTH:
+        return None, too_deep
+    if _ESCAPED_SURROGATE.search(text) and _has_lone_surrogate(value):
+        return None, "a \\u escape encodes a lone UTF-16 surrogate (not a Unicode character)"
     return value, None
 
 
@@ -129,6 +166,17 @@ def _field_value(kind: FieldKind, value: Any) -> tuple[Any, str]:
     return None, State.WRONG_TYPE
 
 
+def json_type(value: Any) -> str:
+    """The JSON type of a parsed value, as schema drift reports it (`integer` and `number` apart)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    return {float: "number", str: "string", list: "array", dict: "object"}[type(value)]
+
+
 def canonical_json(value: Any) -> str:
     """Key order and whitespace never change content: sorted keys, compact separators."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -138,13 +186,15 @@ def stage_records(rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_f
     """Add, for each declared field, a typed column and a `<field>__state` column, plus:
 
     `_parse_error` (why the line is not a JSON object, else null), `_extra_fields` (unknown
-    top-level keys, comma-separated: schema drift) and `_content_hash` (sha256 of the canonical
-    content fields, null unless every content field parsed).
+    top-level keys, comma-separated: schema drift), `_shape` (every top-level `key:json type`, what
+    the drift policy judges; null for a line that is not an object) and `_content_hash` (sha256 of
+    the canonical content fields, null unless every content field parsed).
     """
     values: dict[str, list[Any]] = {name: [] for name in fields}
     states: dict[str, list[str]] = {name: [] for name in fields}
     parse_errors: list[str | None] = []
     extras: list[str | None] = []
+    shapes: list[list[str] | None] = []
     hashes: list[str | None] = []
     known = set(fields)
     for raw in rows.get_column("_raw").to_list():
@@ -155,6 +205,7 @@ def stage_records(rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_f
                 values[name].append(None)
                 states[name].append(State.NOT_PARSED)
             extras.append(None)
+            shapes.append(None)
             hashes.append(None)
             continue
         row = {}
@@ -165,6 +216,7 @@ def stage_records(rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_f
             row[name] = (value, state)
         unknown = sorted(set(obj) - known)
         extras.append(",".join(unknown) if unknown else None)
+        shapes.append([f"{key}:{json_type(value)}" for key, value in obj.items()])
         content = [row[name][0] for name in content_fields]
         complete = all(row[name][1] in (State.OK, State.MISSING) for name in content_fields)
         hashes.append(hashlib.sha256(canonical_json(content).encode()).hexdigest() if complete else None)
@@ -177,5 +229,6 @@ def stage_records(rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_f
         columns[f"{name}__state"] = pl.Series(f"{name}__state", states[name], dtype=pl.String)
     columns["_parse_error"] = pl.Series("_parse_error", parse_errors, dtype=pl.String)
     columns["_extra_fields"] = pl.Series("_extra_fields", extras, dtype=pl.String)
+    columns["_shape"] = pl.Series("_shape", shapes, dtype=pl.List(pl.String))
     columns["_content_hash"] = pl.Series("_content_hash", hashes, dtype=pl.String)
     return rows.with_columns(**columns)

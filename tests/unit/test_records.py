@@ -54,7 +54,7 @@ def test_timestamps_without_a_valid_offset_are_not_guessed(value: str, state: st
         (b'{"a": NaN}', "non-standard JSON literal NaN"),
         (b'{"a": Infinity}', "non-standard JSON literal Infinity"),
         (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
-        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than"),
     ],
 )
 def test_lines_that_are_not_one_unambiguous_json_object_are_malformed(raw: bytes, why: str) -> None:
