@@ -1,6 +1,7 @@
 """The billing events feed as the engine sees it."""
 
-from checks.billing_contract import CONTENT_FIELDS, FIELDS, REASONS, billing_event_contract
+from checks.billing_contract import CONTENT_FIELDS, CONTRACT_VERSION, FIELDS, REASONS, REQUIRED_FIELDS, billing_event_contract
+from lakehouse.drift import Compatibility
 from lakehouse.feed import FeedSpec
 
 BILLING_EVENTS = FeedSpec(
@@ -12,4 +13,9 @@ BILLING_EVENTS = FeedSpec(
     content_fields=CONTENT_FIELDS,
     reasons=REASONS,
     contract=billing_event_contract,
+    required=REQUIRED_FIELDS,
+    contract_version=CONTRACT_VERSION,
+    # The upstream may add fields (kept in bronze, reported); losing, renaming or retyping one we read stops the batch.
+    compatibility=Compatibility.BACKWARD,
+    drift_share=0.5,
 )

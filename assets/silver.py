@@ -17,6 +17,8 @@ GATES = (
     "silver_keys_are_unique",
     "batch_counts_are_conserved",
     "landed_files_are_readable",
+    "landed_files_are_unchanged",
+    "schema_drift_is_compatible",
 )
 
 
@@ -35,7 +37,10 @@ def _batch_metadata(report: SilverReport) -> dict[str, Any]:
         **{name: dg.MetadataValue.int(count) for name, count in report.counts.items() if name != "records_in"},
         "rejected_fraction": dg.MetadataValue.float(report.rejected_fraction),
         "quarantine_reasons": dg.MetadataValue.json(report.reasons),
-        "schema_drift_fields": dg.MetadataValue.json(report.schema_drift),
+        "schema_drift_fields": dg.MetadataValue.json(report.added_fields),
+        "contract_version": dg.MetadataValue.int(report.drift.contract_version),
+        "schema_compatibility": report.drift.policy.value,
+        "schema_drift": dg.MetadataValue.json(report.drift.as_dict()),
         "touched_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.touched_event_dates]),
         "rows_out_silver_written": dg.MetadataValue.int(report.silver_rows_written),
         "rows_out_silver_deleted": dg.MetadataValue.int(report.silver_rows_deleted),

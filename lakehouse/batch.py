@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 from lakehouse.contracts import judge
+from lakehouse.drift import SchemaDrift, detect_drift
 from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, FeedSpec
 from lakehouse.gates import Gate, evaluate_gates
@@ -37,7 +38,8 @@ class SilverReport:
     records_in: int
     counts: dict[str, int]
     reasons: dict[str, int]
-    schema_drift: dict[str, int]
+    drift: SchemaDrift  # the batch's shape against the contract, judged by the feed's policy
+    added_fields: dict[str, int]  # unknown fields -> records carrying them
     gates: list[Gate]
     touched_event_dates: list[date]
     sample_rejects: list[dict[str, object]]
@@ -134,9 +136,18 @@ def publish_silver(
             "displaced": resolution.displaced.height,
         }
         damaged = [f for f in files if f.get("damage")]
-        gates = evaluate_gates(feed, bronze.height, counts, resolution, threshold, damaged, accept_damaged_files)
+        changed = [f for f in files if f.get("changed")]
+        drift = detect_drift(
+            staged,
+            feed.fields,
+            feed.required,
+            contract_version=feed.contract_version,
+            policy=settings.compatibility_for(feed.compatibility),
+            share=feed.drift_share,
+        )
+        gates = evaluate_gates(feed, bronze.height, counts, resolution, threshold, damaged, accept_damaged_files, changed, drift)
         reasons = dict(sorted(own_quarantine.get_column("_reason").value_counts().iter_rows()))
-        drift = _schema_drift(judged)
+        added = _added_fields(judged)
         commit = CommitInfo(
             dataset=feed.dataset,
             batch_id=batch_id,
@@ -152,7 +163,7 @@ def publish_silver(
             "max_rejected_fraction": threshold,
             "gates": dumps({g.name: g.passed for g in gates}),
             "reasons": dumps(reasons),
-            "schema_drift": dumps(drift),
+            "schema_drift": dumps(drift.as_dict()),
         }
         samples = own_quarantine.head(SAMPLE_REJECTS).select("_source_file", "_source_line", "_reason", "_detail").to_dicts()
         if not all(gate.passed for gate in gates):
@@ -183,6 +194,7 @@ def publish_silver(
                 counts,
                 reasons,
                 drift,
+                added,
                 gates,
                 [],
                 samples,
@@ -258,6 +270,7 @@ def publish_silver(
             counts,
             reasons,
             drift,
+            added,
             gates,
             touched,
             samples,
@@ -273,7 +286,7 @@ def publish_silver(
         )
 
 
-def _schema_drift(judged: pl.DataFrame) -> dict[str, int]:
+def _added_fields(judged: pl.DataFrame) -> dict[str, int]:
     extras = judged.get_column("_extra_fields").drop_nulls().str.split(",").explode()
     return dict(sorted(extras.value_counts().iter_rows())) if extras.len() else {}
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
+from lakehouse.drift import Compatibility
 from lakehouse.records import FieldKind
 
 LINEAGE_SCHEMA: dict[str, pl.DataType] = {
@@ -31,6 +32,10 @@ class FeedSpec:
         content_fields: the business content (what duplicates share and conflicts differ in).
         reasons: quarantine reasons in precedence order (the first that applies is recorded).
         contract: builds the Pandera contract from the configured lateness.
+        required: the fields a record must carry (the rest of `fields` are optional).
+        contract_version: the contract's version, recorded with every batch.
+        compatibility: the schema drift policy enforced on every batch (a setting may override it).
+        drift_share: the share of a batch's parsed objects at which a change is systematic (see lakehouse.drift).
     """
 
     dataset: str
@@ -41,6 +46,10 @@ class FeedSpec:
     content_fields: list[str]
     reasons: Sequence[str]
     contract: Callable[[int], pa.DataFrameSchema]
+    required: Sequence[str]
+    contract_version: int
+    compatibility: Compatibility = Compatibility.BACKWARD
+    drift_share: float = 0.5
     partition: str = "event_date"
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lakehouse.drift import SchemaDrift
 from lakehouse.feed import FeedSpec
 from lakehouse.resolution import Resolution
 
@@ -29,7 +30,9 @@ def evaluate_gates(
     resolution: Resolution,
     threshold: float,
     damaged_files: list[dict[str, Any]],
-    accept_damaged_files: bool = False,
+    accept_damaged_files: bool,
+    changed_files: list[dict[str, Any]],
+    drift: SchemaDrift,
 ) -> list[Gate]:
     quarantined = counts["quarantined"]
     fraction = quarantined / records_in if records_in else 0.0
@@ -64,4 +67,27 @@ def evaluate_gates(
             "every landed file is readable to its end" + (" (damage accepted by the operator)" if accept_damaged_files else ""),
             {"damaged_files": damaged_files, "damage_accepted": accept_damaged_files},
         ),
+        Gate(
+            # Not acceptable by the operator: what was read may be a torn mix of two versions of a file.
+            "landed_files_are_unchanged",
+            not changed_files,
+            "; ".join(f"{f['file']}: {f['changed']}" for f in changed_files) or "every file unchanged while read",
+            "landing files are immutable: none changes or vanishes while its batch is read",
+            {"changed_files": changed_files},
+        ),
+        schema_gate(drift),
     ]
+
+
+def schema_gate(drift: SchemaDrift) -> Gate:
+    """The feed's compatibility policy over the batch's systematic schema changes (lakehouse.drift)."""
+    violations = drift.violations
+    changes = ", ".join(f"{c.change} {c.field}" for c in drift.changes) or "none"
+    return Gate(
+        "schema_drift_is_compatible",
+        not violations,
+        "; ".join(f"{c.change}: {c.field} {c.detail}" for c in violations) or f"no incompatible change (drift: {changes})",
+        f"{drift.policy.value} compatibility with contract v{drift.contract_version}"
+        + (" (drift reported, never gated)" if drift.policy.value == "none" else ""),
+        {"schema_drift": drift.as_dict()},
+    )

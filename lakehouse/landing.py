@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import polars as pl
 
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz")
 _BOM = b"\xef\xbb\xbf"
+_JSON_WHITESPACE = b" \t\r"  # a line of only these is blank; any other byte is a record (perhaps malformed)
 
 
 class LandingError(RuntimeError):
@@ -28,6 +30,7 @@ class LandedFile:
     line_count: int  # physical lines, blank ones included
     record_count: int  # non-blank lines: the records it delivers
     damage: str | None = None  # why part of the file could not be read (its readable lines are still delivered)
+    changed: str | None = None  # the file changed or vanished while the batch was read: landing files are immutable
 
     def as_metadata(self) -> dict[str, object]:
         return {
@@ -37,6 +40,7 @@ class LandedFile:
             "lines": self.line_count,
             "records": self.record_count,
             **({"damage": self.damage} if self.damage else {}),
+            **({"changed": self.changed} if self.changed else {}),
         }
 
 
@@ -91,7 +95,13 @@ def _landing_files(folder: Path) -> list[Path]:
 def fingerprint(root: str | Path, dataset: str, arrival_date: date) -> str:
     """A cheap change detector (names, sizes, mtimes) so a sensor need not hash every file each tick."""
     folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
-    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in _landing_files(folder)]
+    parts = []
+    for path in _landing_files(folder):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed since the listing: it is not part of what landed now
+            continue
+        parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
@@ -101,17 +111,24 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     if not folder.is_dir():
         raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {folder}")
     files, raws, names, numbers = [], [], [], []
+    identities: list[tuple[int, int, int] | None] = []
     for path in _landing_files(folder):
         relative = f"{arrival_date.isoformat()}/{path.name}"
-        raw = path.read_bytes()
+        raw, identity, changed = _read_once(path)
         content, damage = _decode(path, raw)
         lines = split_lines(content)
-        records = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
-        files.append(LandedFile(relative, hashlib.sha256(raw).hexdigest(), len(raw), len(lines), len(records), damage))
+        records = [(number, line) for number, line in enumerate(lines, start=1) if line.strip(_JSON_WHITESPACE)]
+        files.append(LandedFile(relative, hashlib.sha256(raw).hexdigest(), len(raw), len(lines), len(records), damage, changed))
+        identities.append(identity)
         for number, line in records:
             raws.append(line)
             names.append(relative)
             numbers.append(number)
+    # A file may change after its own read while later files are read: check them all once more at the end.
+    files = [
+        f if f.changed else _replace_changed(f, _changed_since(folder / f.relative_path.split("/", 1)[1], identity))
+        for f, identity in zip(files, identities, strict=True)
+    ]
     if not files:
         raise LandingError(f"no {'/'.join(LANDING_SUFFIXES)} files in {folder}")
     rows = pl.DataFrame(
@@ -121,8 +138,46 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     return Batch(dataset, arrival_date, tuple(files), rows)
 
 
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _read_once(path: Path) -> tuple[bytes, tuple[int, int, int] | None, str | None]:
+    """Read a file's bytes exactly once (what is digested is what is delivered); say if it moved under us.
+
+    A writer still appending, truncating or replacing the file changes its inode, size or mtime
+    between the two stats, or the bytes read disagree with its size.
+    """
+    try:
+        with path.open("rb") as handle:
+            before = _identity(os.fstat(handle.fileno()))
+            raw = handle.read()
+            after = _identity(os.fstat(handle.fileno()))
+    except FileNotFoundError:
+        return b"", None, "vanished while the batch was being read"
+    if before != after or len(raw) != after[1]:
+        return raw, after, f"changed while being read ({before[1]} bytes before, {after[1]} after, {len(raw)} read)"
+    return raw, after, None
+
+
+def _changed_since(path: Path, identity: tuple[int, int, int] | None) -> str | None:
+    try:
+        now = _identity(path.stat())
+    except FileNotFoundError:
+        return "vanished after it was read, before the batch finished reading"
+    return None if now == identity else "changed (replaced or rewritten) after it was read"
+
+
+def _replace_changed(landed: LandedFile, changed: str | None) -> LandedFile:
+    return landed if changed is None else replace(landed, changed=changed)
+
+
 def _decode(path: Path, raw: bytes) -> tuple[bytes, str | None]:
-    return gunzip_readable_prefix(raw) if path.name.endswith(".gz") else (raw, None)
+    if not path.name.endswith(".gz"):
+        return raw, None
+    if not raw:  # gzip of nothing still has a header: an empty .gz is an upload that never started
+        return b"", "truncated gzip: the file is empty, without even a gzip header"
+    return gunzip_readable_prefix(raw)
 
 
 def gunzip_readable_prefix(raw: bytes, chunk_size: int = 4096) -> tuple[bytes, str | None]:
@@ -170,8 +225,11 @@ def split_lines(content: bytes) -> list[bytes]:
 def current_batch_id(root: str | Path, dataset: str, arrival_date: date) -> str:
     """The batch id the landed files of a date would get now, hashing files without parsing lines."""
     folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
-    listing = "".join(
-        f"{arrival_date.isoformat()}/{path.name}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
-        for path in _landing_files(folder)
-    )
+    listing = ""
+    for path in _landing_files(folder):
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:  # removed since the listing: it is not part of what landed now
+            continue
+        listing += f"{arrival_date.isoformat()}/{path.name}\t{digest}\n"
     return batch_id_for(dataset, arrival_date, hashlib.sha256(listing.encode()).hexdigest())

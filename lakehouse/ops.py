@@ -36,7 +36,7 @@ BATCHES_SCHEMA: dict[str, pl.DataType] = {
     "max_rejected_fraction": pl.Float64(),
     "gates": pl.String(),  # JSON: gate name -> passed
     "reasons": pl.String(),  # JSON: quarantine reason -> count
-    "schema_drift": pl.String(),  # JSON: unknown field -> count
+    "schema_drift": pl.String(),  # JSON: lakehouse.drift.SchemaDrift.as_dict() (policy, contract version, changes)
     "touched_event_dates": pl.String(),  # JSON list of ISO dates gold must refresh
     "code_version": pl.String(),
     "_run_id": pl.String(),

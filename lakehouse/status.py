@@ -15,6 +15,38 @@ from lakehouse.storage import read_table, table_exists, table_uri
 LAST_BATCHES = 10
 
 
+def _drift_of(recorded: str | None) -> dict[str, Any]:
+    """A batch's recorded drift; rows written before drift became a policy hold only `{field: count}` of added fields."""
+    drift = json.loads(recorded) if recorded else {}
+    if drift and "changes" not in drift:
+        return {"changes": [{"change": "added", "field": k, "objects": v} for k, v in sorted(drift.items())]}
+    return drift
+
+
+def schema_status(batches: pl.DataFrame) -> dict[str, Any]:
+    """Contract version and policy as enforced on the newest batch, and every drift seen so far, per field and change."""
+    newest = batches.sort("arrival_date", "_recorded_at").tail(1)
+    current = _drift_of(newest.item(0, "schema_drift")) if newest.height else {}
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in batches.sort("arrival_date", "_recorded_at").iter_rows(named=True):
+        drift = _drift_of(row["schema_drift"])
+        for change in drift.get("changes", []):
+            entry = seen.setdefault(
+                (change["field"], change["change"]),
+                {"field": change["field"], "change": change["change"], "batches": 0, "objects": 0, "violated_policy": []},
+            )
+            entry["batches"] += 1
+            entry["objects"] += change["objects"]
+            entry["last_arrival_date"] = row["arrival_date"].isoformat()
+            if change.get("violates_policy"):
+                entry["violated_policy"].append(f"{row['arrival_date'].isoformat()} ({drift['policy']})")
+    return {
+        "contract_version": current.get("contract_version"),
+        "policy": current.get("policy"),
+        "drift_seen": sorted(seen.values(), key=lambda e: (e["field"], e["change"])),
+    }
+
+
 def _table_facts(uri: str) -> dict[str, object]:
     if not table_exists(uri):
         return {"exists": False}
@@ -63,7 +95,7 @@ def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, Any]:
                 "status": row["status"],
                 **{k: row[k] for k in (*BATCH_COUNTS, "rejected_fraction")},
                 "gates": json.loads(row["gates"]) if row["gates"] else {},
-                "schema_drift": json.loads(row["schema_drift"]) if row["schema_drift"] else {},
+                "schema_drift": _drift_of(row["schema_drift"]),
             }
             for row in batches.head(LAST_BATCHES).iter_rows(named=True)
         ],
@@ -75,6 +107,7 @@ def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, Any]:
             for row in incidents.iter_rows(named=True)
         ],
         "restatements": restatements.height,
+        "schema": schema_status(ops.batch_rows(dataset)),
     }
 
 
@@ -109,4 +142,23 @@ def render_status(status: dict[str, Any]) -> str:
     for incident in incidents:
         lines.append(f"  {incident['arrival_date']} {incident['failure_mode']}: {incident['detail']}")
     lines.append(f"Restatements recorded: {status['restatements']}")
+    lines += render_schema(status["schema"])
     return "\n".join(lines)
+
+
+def render_schema(schema: dict[str, Any]) -> list[str]:
+    if schema["policy"] is None:
+        return ["Schema: no batch judged yet"]
+    lines = [
+        f"Schema: contract v{schema['contract_version']}, {schema['policy']} compatibility (as enforced on the newest batch)"
+    ]
+    if not schema["drift_seen"]:
+        return [*lines, "  drift seen so far: none"]
+    lines.append("  drift seen so far:")
+    for entry in schema["drift_seen"]:
+        refused = f"; refused on {', '.join(entry['violated_policy'])}" if entry["violated_policy"] else ""
+        lines.append(
+            f"    {entry['change']:<14} {entry['field']:<24} {entry['batches']} batch(es), {entry['objects']} objects, "
+            f"last {entry['last_arrival_date']}{refused}"
+        )
+    return lines

@@ -59,13 +59,15 @@ def test_a_run_publishes_with_passing_checks_and_batch_metadata(tmp_path: Path) 
     [outcome] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 10)], instance=instance)
     assert outcome.ok
     evaluations = check_evaluations(instance, outcome.ingest_run_id)
-    assert all(e.passed for e in evaluations.values()) and len(evaluations) == 6
+    assert all(e.passed for e in evaluations.values()) and len(evaluations) == 8
     materialization = instance.get_latest_materialization_event(SILVER_KEY).asset_materialization
     assert materialization.partition == D1
     metadata = materialization.metadata
     assert metadata["inserted"].value == 2 and metadata["records_in"].value == 2 and len(metadata["batch_id"].value) == 64
     assert metadata["rows_out_silver_written"].value == 2 and metadata["touched_event_dates"].value == [D1]
     assert metadata["freshness_lag_hours"].value == 12.0  # newest event at noon of its arrival date
+    assert metadata["contract_version"].value == 1 and metadata["schema_compatibility"].value == "backward"
+    assert metadata["schema_drift"].value["compatible"] is True
     gold_event = instance.get_latest_materialization_event(GOLD_KEY).asset_materialization
     assert gold_event.partition == D1 and gold_event.metadata["changed_event_dates"].value == [D1]
     assert gold(tmp_path).select("net_minor").item() == 60
