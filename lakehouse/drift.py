@@ -118,7 +118,7 @@ def detect_drift(
         .drop_nulls("_shape")  # an empty object has no keys
         .select(
             "_object",
-            pl.col("_shape").str.extract(r"^(.*):[a-z]+$").alias("key"),
+            pl.col("_shape").str.extract(r"(?s)^(.*):[a-z]+$").alias("key"),  # a key may hold ":" or a newline
             pl.col("_shape").str.extract(r":([a-z]+)$").alias("type"),
         )
         .filter(pl.col("type") != "null")  # a JSON null counts as missing

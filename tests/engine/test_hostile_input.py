@@ -170,6 +170,7 @@ def test_the_hostile_batch_conserves_every_record_and_keeps_exact_bytes(hostile_
     assert report.drift.compatible and {c.field for c in report.drift.changes} == {"channel"}
 
 
+@pytest.mark.dagster
 def test_a_truncated_gzip_end_to_end_keeps_its_prefix_fails_the_run_and_names_the_file(tmp_path: Path) -> None:
     """Through the real Dagster definitions: the run fails on the check, with an incident naming the file."""
     import dagster as dg

@@ -95,3 +95,9 @@ def test_the_policy_setting_overrides_the_feed_and_rejects_unknown_values(monkey
     monkeypatch.setenv("LAKEHOUSE_SCHEMA_COMPATIBILITY", "transitive")
     with pytest.raises(ValueError, match="schema_compatibility must be one of backward, forward, full, none"):
         Settings.from_env()
+
+
+def test_an_unknown_key_holding_a_colon_and_a_newline_is_reported_as_itself() -> None:
+    assert [(c.change, c.field) for c in drift_of([*GOOD[:3], GOOD[3] | {"a:b\nc": None, "x:y\nz": 1}]).changes] == [
+        ("added", "x:y\nz")  # a null counts as missing, so only the key with a value is drift
+    ]
