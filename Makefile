@@ -34,10 +34,8 @@ format: setup  ## apply ruff's fixes and formatting
 	$(UV) run --frozen ruff format .
 
 LAKEHOUSE_ROOT ?= demo-lakehouse
-ui: setup  ## the Dagster UI and daemon on $LAKEHOUSE_ROOT (default: the demo), loopback only
-	mkdir -p "$(LAKEHOUSE_ROOT)/dagster_home" && touch "$(LAKEHOUSE_ROOT)/dagster_home/dagster.yaml"
-	LAKEHOUSE_ROOT="$(LAKEHOUSE_ROOT)" DAGSTER_HOME="$${DAGSTER_HOME:-$(abspath $(LAKEHOUSE_ROOT))/dagster_home}" \
-		$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1
+ui: setup  ## the Dagster UI and daemon on $LAKEHOUSE_ROOT (default: the demo), loopback only; Ctrl-C stops both
+	$(UV) run --frozen lakehouse ui --root "$(LAKEHOUSE_ROOT)"
 
 clean:  ## remove environments and demo data
 	rm -rf .tools .venv demo-lakehouse .lakehouse

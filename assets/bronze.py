@@ -1,37 +1,53 @@
 """bronze.billing_events: every landed line, lossless, one partition per arrival date."""
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.bronze import land_bronze
+from lakehouse.bronze import BronzeReport, land_bronze
 from lakehouse.resources import CODE_VERSION, LakehouseResource
 
 BRONZE_KEY = dg.AssetKey(["bronze", BILLING_EVENTS.dataset])
+# Every asset of the feed writes the ops batches table, so they share one pool (limit 1, see dagster.yaml).
+WRITER_POOL = f"lakehouse_{BILLING_EVENTS.dataset}_writer"
 
 
-def build_bronze(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _metadata(report: BronzeReport) -> dict[str, Any]:
+    return {
+        "batch_id": report.batch_id,
+        "records": dg.MetadataValue.int(report.records),
+        "source_files": dg.MetadataValue.json(report.files),
+        "table_version": report.table_version,
+        "rewritten": report.rewritten,
+    }
+
+
+def build_bronze(partitions: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
     @dg.asset(
         key=BRONZE_KEY,
         partitions_def=partitions,
+        backfill_policy=backfill_policy,
+        pool=WRITER_POOL,
         code_version=CODE_VERSION,
         group_name="billing_events",
         kinds={"deltalake", "polars"},
         description="Every landed line with its exact bytes (`_raw`) and lineage; replaced per arrival date.",
     )
     def bronze_billing_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-        report = land_bronze(
-            lakehouse.settings(), BILLING_EVENTS, date.fromisoformat(context.partition_key), context.run.run_id, CODE_VERSION
-        )
-        return dg.MaterializeResult(
-            metadata={
-                "batch_id": report.batch_id,
-                "records": dg.MetadataValue.int(report.records),
-                "source_files": dg.MetadataValue.json(report.files),
-                "table_version": report.table_version,
-                "rewritten": report.rewritten,
-            }
-        )
+        settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context)
+        # A backfill run may carry several arrival dates: each lands as its own batch, in date order.
+        reports = [
+            land_bronze(settings, BILLING_EVENTS, date.fromisoformat(key), context.run.run_id, CODE_VERSION, rate_limit)
+            for key in sorted(context.partition_keys)
+        ]
+        metadata = _metadata(reports[-1])
+        if len(reports) > 1:
+            metadata["records"] = dg.MetadataValue.int(sum(r.records for r in reports))
+            metadata["batches"] = dg.MetadataValue.json(
+                [{"batch_id": r.batch_id, "records": r.records, "rewritten": r.rewritten} for r in reports]
+            )
+        return dg.MaterializeResult(metadata={**metadata, **lakehouse.applied_caps(context, rate_limit)})
 
     return bronze_billing_events

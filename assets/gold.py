@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
+from assets.bronze import WRITER_POOL
 from assets.silver import SILVER_KEY
 from lakehouse.ops import OpsTables
 from lakehouse.resources import BATCH_TAG, CODE_VERSION, TOUCHED_DATES_TAG, LakehouseResource
@@ -71,6 +72,7 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
         partitions_def=partitions,
         deps=[dg.AssetDep(SILVER_KEY, partition_mapping=mapping)],
         backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WRITER_POOL,
         code_version=CODE_VERSION,
         group_name="billing_events",
         kinds={"deltalake", "polars"},
@@ -87,6 +89,7 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
         report = refresh_gold(settings, requested, caused_by, context.run.run_id)
         return dg.MaterializeResult(
             metadata={
+                **lakehouse.applied_caps(context),
                 "caused_by_batch_id": caused_by,
                 "refreshed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.requested]),
                 "changed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.changed]),

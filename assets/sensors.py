@@ -9,7 +9,15 @@ import polars as pl
 from assets.billing_feed import BILLING_EVENTS
 from lakehouse.landing import current_batch_id, fingerprint, landed_arrival_dates
 from lakehouse.ops import OpsTables
-from lakehouse.resources import BATCH_TAG, RANGE_END_TAG, RANGE_START_TAG, TOUCHED_DATES_TAG, LakehouseResource
+from lakehouse.resources import (
+    BATCH_TAG,
+    PRIORITY_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    REGULAR_PRIORITY,
+    TOUCHED_DATES_TAG,
+    LakehouseResource,
+)
 from lakehouse.settings import Settings
 
 
@@ -23,6 +31,7 @@ def gold_refresh_request(batch_id: str, arrival_date: date, touched: list[date],
             RANGE_END_TAG: max(in_range).isoformat(),
             BATCH_TAG: batch_id,
             TOUCHED_DATES_TAG: ",".join(d.isoformat() for d in touched),
+            PRIORITY_TAG: REGULAR_PRIORITY,
         },
     )
 
@@ -58,7 +67,13 @@ def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg
             seen[arrival.isoformat()] = change
             batch_id = current_batch_id(lakehouse.root, BILLING_EVENTS.dataset, arrival)
             if batch_id not in done:  # run key = batch id: the same files never trigger twice
-                requests.append(dg.RunRequest(partition_key=arrival.isoformat(), run_key=batch_id, tags={BATCH_TAG: batch_id}))
+                requests.append(
+                    dg.RunRequest(
+                        partition_key=arrival.isoformat(),
+                        run_key=batch_id,
+                        tags={BATCH_TAG: batch_id, PRIORITY_TAG: REGULAR_PRIORITY},
+                    )
+                )
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
     @dg.sensor(

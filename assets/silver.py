@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 
 from assets.billing_feed import BILLING_EVENTS
-from assets.bronze import BRONZE_KEY
+from assets.bronze import BRONZE_KEY, WRITER_POOL
 from lakehouse.batch import SilverReport, publish_silver
 from lakehouse.resources import CODE_VERSION, LakehouseResource
 
@@ -53,7 +53,22 @@ def _batch_metadata(report: SilverReport) -> dict[str, Any]:
     }
 
 
-def build_silver(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _batches(reports: list[SilverReport]) -> dict[str, Any]:
+    """Per-date summary when one backfill run carries several arrival dates (empty for a single date)."""
+    if len(reports) < 2:
+        return {}
+    return {
+        "batches": dg.MetadataValue.json(
+            [
+                {"arrival_date": r.arrival_date.isoformat(), "batch_id": r.batch_id, "published": r.published, **r.counts}
+                for r in reports
+            ]
+        ),
+        "records_in": dg.MetadataValue.int(sum(r.records_in for r in reports)),
+    }
+
+
+def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
@@ -80,19 +95,30 @@ def build_silver(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             for name in GATES
         ],
         partitions_def=partitions,
+        backfill_policy=backfill_policy,
+        pool=WRITER_POOL,
         can_subset=False,
     )
     def silver_billing_events(context: dg.AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource):
-        report = publish_silver(
-            lakehouse.settings(),
-            BILLING_EVENTS,
-            date.fromisoformat(context.partition_key),
-            context.run.run_id,
-            CODE_VERSION,
-            config.max_rejected_fraction,
-            config.accept_damaged_files,
-        )
-        metadata = _batch_metadata(report)
+        settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context)
+        reports: list[SilverReport] = []
+        # A backfill run may carry several arrival dates: published one by one in date order, stopping at the first held back.
+        for key in sorted(context.partition_keys):
+            report = publish_silver(
+                settings,
+                BILLING_EVENTS,
+                date.fromisoformat(key),
+                context.run.run_id,
+                CODE_VERSION,
+                config.max_rejected_fraction,
+                config.accept_damaged_files,
+                rate_limit,
+            )
+            reports.append(report)
+            if not report.published:
+                break
+        report = reports[-1]  # the date that decides the run: the one held back, else the last one
+        metadata = {**_batch_metadata(report), **_batches(reports), **lakehouse.applied_caps(context, rate_limit)}
         yield dg.MaterializeResult(
             asset_key=QUARANTINE_KEY, metadata={**metadata, "sample_rejects": dg.MetadataValue.json(report.sample_rejects)}
         )
@@ -108,14 +134,17 @@ def build_silver(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                     **gate.metadata,
                     "quarantine_reasons": dg.MetadataValue.json(report.reasons),
                     "sample_rejects": dg.MetadataValue.json(report.sample_rejects),
+                    "arrival_dates_judged": dg.MetadataValue.json([r.arrival_date.isoformat() for r in reports]),
                 },
             )
         if not report.published:
             failed = [g.name for g in report.gates if not g.passed]
+            published = [r.arrival_date.isoformat() for r in reports if r.published]
             raise dg.Failure(
                 description=f"batch {report.batch_id[:12]} for {report.arrival_date} was not published: failed {', '.join(failed)}. "
                 "Silver and gold are unchanged; its rejects are in quarantine. Re-run after the upstream re-delivers, "
-                "or accept it with run config max_rejected_fraction (or accept_damaged_files).",
+                "or accept it with run config max_rejected_fraction (or accept_damaged_files)."
+                + (f" Published earlier in this run: {', '.join(published)}." if published else ""),
                 metadata={**metadata, "incident_ids": dg.MetadataValue.json(report.incident_ids)},
             )
         yield dg.MaterializeResult(asset_key=SILVER_KEY, metadata=metadata)

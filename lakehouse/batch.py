@@ -26,6 +26,7 @@ from lakehouse.records import stage_records
 from lakehouse.resolution import LINEAGE, resolve
 from lakehouse.settings import Settings
 from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_uri, table_version
+from lakehouse.throttle import RowRateLimit
 
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
 
@@ -79,6 +80,7 @@ def publish_silver(
     code_version: str,
     max_rejected_fraction: float | None = None,
     accept_damaged_files: bool = False,
+    rate_limit: RowRateLimit | None = None,
 ) -> SilverReport:
     """Judge bronze's arrival date, gate it, and publish it to quarantine, the ledger and silver.
 
@@ -92,6 +94,8 @@ def publish_silver(
     quarantine_uri = table_uri(root, "silver", f"{feed.dataset}_quarantine")
     ledger_uri = table_uri(root, "ops", f"{feed.dataset}_ledger")
     ops = OpsTables(root)
+    if rate_limit is not None:  # a backfill's cap, paid before the writer lock so pacing never blocks other writers
+        rate_limit.acquire(read_table(bronze_uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"]).height)
     with exclusive_writer(root, feed.dataset, settings.lock_timeout_seconds):
         bronze = read_table(bronze_uri, pl.col("_arrival_date") == arrival_date, ["_raw", *LINEAGE, "_batch_id"], BRONZE_SCHEMA)
         batch_ids = bronze.get_column("_batch_id").unique().to_list()

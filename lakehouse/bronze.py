@@ -14,6 +14,7 @@ from lakehouse.locking import exclusive_writer
 from lakehouse.ops import OpsTables, batch_record, now_utc
 from lakehouse.settings import Settings
 from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_uri, table_version
+from lakehouse.throttle import RowRateLimit
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,22 @@ class BronzeReport:
     rewritten: bool  # False when bronze already held exactly this batch (a replay)
 
 
-def land_bronze(settings: Settings, feed: FeedSpec, arrival_date: date, run_id: str, code_version: str) -> BronzeReport:
-    """Replace bronze's arrival-date partition with every landed line, atomically; a replay writes nothing."""
+def land_bronze(
+    settings: Settings,
+    feed: FeedSpec,
+    arrival_date: date,
+    run_id: str,
+    code_version: str,
+    rate_limit: RowRateLimit | None = None,
+) -> BronzeReport:
+    """Replace bronze's arrival-date partition with every landed line, atomically; a replay writes nothing.
+
+    A backfill's `rate_limit` is paid before taking the writer lock, so pacing never blocks other writers.
+    """
+    batch = read_batch(settings.root, feed.dataset, arrival_date)  # landing files are immutable: no lock needed
+    if rate_limit is not None:
+        rate_limit.acquire(batch.rows.height)
     with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
-        batch = read_batch(settings.root, feed.dataset, arrival_date)
         files = [f.as_metadata() for f in batch.files]
         uri = table_uri(settings.root, "bronze", feed.dataset)
         ensure_table(uri, BRONZE_SCHEMA, ["_arrival_date"])

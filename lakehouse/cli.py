@@ -1,4 +1,4 @@
-"""`lakehouse`: generate, run, demo and status."""
+"""`lakehouse`: generate, run, demo, status, ui and backfill."""
 
 from __future__ import annotations
 
@@ -99,6 +99,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from lakehouse.ui import serve
+
+    return serve(_settings(args), args.host, args.port)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from lakehouse.backfill import DEFAULT_ASSETS, BackfillClient, BackfillError, date_range
+
+    settings = _settings(args)
+    try:
+        partitions = date_range(getattr(args, "from"), args.to)
+        client = BackfillClient(args.url)
+        assets = args.assets or list(DEFAULT_ASSETS)
+        # The caps this backfill runs under, as run tags (the run queue and the assets read the settings themselves).
+        tags = {
+            "lakehouse/trigger": "backfill",
+            "lakehouse/backfill_max_runs": str(settings.backfill_max_runs),
+            "lakehouse/backfill_partitions_per_run": str(settings.backfill_partitions_per_run),
+            "lakehouse/backfill_rows_per_second": str(settings.backfill_rows_per_second or "none"),
+        }
+        backfill_id = client.launch(assets, partitions, tags, f"lakehouse backfill {partitions[0]}..{partitions[-1]}")
+        print(
+            f"launched backfill {backfill_id}: {', '.join(assets)} for {len(partitions)} arrival dates; see {args.url}/overview/backfills/{backfill_id}"
+        )
+        if not args.wait:
+            return 0
+        state = client.wait(backfill_id, args.timeout, report=lambda s: print(s.line(), flush=True))
+    except (BackfillError, ValueError, TimeoutError) as error:
+        print(f"lakehouse backfill: {error}", file=sys.stderr)
+        return 1
+    if not state.succeeded:
+        print(f"backfill {backfill_id} ended {state.status}{': ' + state.error if state.error else ''}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lakehouse", description="A production-safe Dagster + Delta Lake lakehouse for billing events."
@@ -137,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--root", help=root_help)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    ui = commands.add_parser("ui", help="the Dagster webserver and daemon on this root's instance (Ctrl-C stops both)")
+    ui.add_argument("--root", help=root_help)
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+
+    backfill = commands.add_parser("backfill", help="launch a Dagster backfill of arrival dates through the running UI")
+    backfill.add_argument("--root", help=root_help)
+    backfill.add_argument("--from", type=date.fromisoformat, required=True, help="first arrival date, YYYY-MM-DD")
+    backfill.add_argument("--to", type=date.fromisoformat, required=True, help="last arrival date, inclusive")
+    backfill.add_argument(
+        "--assets", nargs="+", help="asset keys like silver/billing_events (default: bronze, silver and quarantine)"
+    )
+    backfill.add_argument("--url", default="http://127.0.0.1:3000", help="the webserver `lakehouse ui` started")
+    backfill.add_argument("--wait", action="store_true", help="print progress until it ends; exit non-zero unless it succeeded")
+    backfill.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits at most")
+    backfill.set_defaults(func=cmd_backfill)
     return parser
 
 

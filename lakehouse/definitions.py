@@ -3,14 +3,56 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
+from dagster._core.execution.retries import RetryMode  # no public alias in 1.13
+from dagster._core.executor.base import Executor
+from dagster._core.executor.in_process import InProcessExecutor  # likewise; built as the in_process_executor builds it
+from dagster._core.executor.multiprocess import MultiprocessExecutor  # likewise
 
-from lakehouse.resources import LakehouseResource
+from lakehouse.resources import BACKFILL_TAG, LakehouseResource
 from lakehouse.settings import Settings
 
 INGEST_JOB = "ingest_billing_events"
 GOLD_JOB = "refresh_gold_daily_account_revenue"
+
+
+class RunKindExecutor(dg.Executor):
+    """Backfill runs get their own step concurrency, apart from regular runs'.
+
+    Every daemon-launched run already executes in its own run-worker process. Regular runs put each
+    step in a process of its own too (up to `regular_steps` at once). A backfill run with
+    `backfill_steps` = 1 runs its steps one after another inside its run worker: the feed's writer pool
+    lets one step write at a time anyway, and a process per step costs seconds of start-up on a
+    small machine, paid once per step of every backfill run; with more than 1 it gets its own
+    multiprocess executor. An executor cannot see run tags when it is built, only when it executes,
+    so the choice is made there.
+    """
+
+    def __init__(self, regular_steps: int, backfill_steps: int) -> None:
+        self.regular = MultiprocessExecutor(RetryMode.DISABLED, regular_steps, start_method="forkserver")
+        self.backfill: Executor = (
+            InProcessExecutor(RetryMode.DISABLED)
+            if backfill_steps == 1
+            else MultiprocessExecutor(RetryMode.DISABLED, backfill_steps, start_method="forkserver")
+        )
+
+    @property
+    def retries(self) -> RetryMode:
+        return self.regular.retries
+
+    def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:  # type: ignore[no-untyped-def]
+        chosen = self.backfill if BACKFILL_TAG in plan_context.dagster_run.tags else self.regular
+        return chosen.execute(plan_context, execution_plan)
+
+
+def run_kind_executor(settings: Settings) -> dg.ExecutorDefinition:
+    @dg.executor(name="lakehouse_run_kind", requirements=dg.multiple_process_executor_requirements())
+    def lakehouse_run_kind(_init: dg.InitExecutorContext) -> dg.Executor:
+        return RunKindExecutor(settings.regular_step_concurrency, settings.backfill_step_concurrency)
+
+    return lakehouse_run_kind
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -25,10 +67,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     arrivals = arrival_partitions(settings)
     events = event_partitions(settings)
-    bronze, silver = build_bronze(arrivals), build_silver(arrivals)
     with warnings.catch_warnings():
         # BackfillPolicy and nonexistent-upstream mappings are beta in 1.13; we use them on purpose and pin the minor version.
         warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        # A backfill run of bronze/silver carries at most this many arrival dates (their bodies loop over them in order).
+        per_run = dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.backfill_partitions_per_run)
+        bronze, silver = build_bronze(arrivals, per_run), build_silver(arrivals, per_run)
         gold = build_gold(events, gold_from_arrivals(settings))
     ingest = dg.define_asset_job(
         INGEST_JOB,
@@ -44,6 +88,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[ingest, refresh],
         sensors=build_sensors(settings, INGEST_JOB, GOLD_JOB),
         resources={"lakehouse": LakehouseResource.from_settings(settings)},
+        executor=run_kind_executor(settings),
     )
 
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
 
 from lakehouse import __version__
 from lakehouse.settings import Settings
+from lakehouse.throttle import RowRateLimit, backfill_rate_limit
 
 BATCH_TAG = "lakehouse/batch_id"
 TOUCHED_DATES_TAG = "lakehouse/event_dates"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+BACKFILL_TAG = "dagster/backfill"  # Dagster puts it on every run of a backfill
+PRIORITY_TAG = "dagster/priority"  # the run queue and pool slots serve higher values first
+REGULAR_PRIORITY = "10"  # sensor runs go ahead of backfill runs (default 0) in the queue and for pool slots
 CODE_VERSION = __version__
 
 
@@ -23,6 +28,8 @@ class LakehouseResource(dg.ConfigurableResource):
     allowed_lateness_days: int = 7
     max_rejected_fraction: float = 0.05
     lock_timeout_seconds: float = 600.0
+    backfill_rows_per_second: float = 0.0
+    backfill_partitions_per_run: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LakehouseResource:
@@ -31,7 +38,29 @@ class LakehouseResource(dg.ConfigurableResource):
             allowed_lateness_days=settings.allowed_lateness_days,
             max_rejected_fraction=settings.max_rejected_fraction,
             lock_timeout_seconds=settings.lock_timeout_seconds,
+            backfill_rows_per_second=settings.backfill_rows_per_second,
+            backfill_partitions_per_run=settings.backfill_partitions_per_run,
         )
+
+    def rate_limit(self, context: dg.AssetExecutionContext) -> RowRateLimit | None:
+        """The shared rows-per-second cap for a backfill's run; regular runs are never throttled."""
+        if BACKFILL_TAG not in context.run.tags:
+            return None
+        return backfill_rate_limit(self.root, self.backfill_rows_per_second)
+
+    def applied_caps(self, context: dg.AssetExecutionContext, rate_limit: RowRateLimit | None = None) -> dict[str, Any]:
+        """The throughput caps this run was held to, as materialization metadata (empty for a regular run)."""
+        if BACKFILL_TAG not in context.run.tags:
+            return {}
+        caps: dict[str, Any] = {
+            "backfill_id": context.run.tags[BACKFILL_TAG],
+            "backfill_rows_per_second_cap": self.backfill_rows_per_second or "none",
+            "backfill_partitions_in_run": dg.MetadataValue.int(len(context.partition_keys)),
+        }
+        if rate_limit is not None:
+            caps["throttle_rows_charged"] = dg.MetadataValue.int(rate_limit.rows)
+            caps["throttle_wait_seconds"] = dg.MetadataValue.float(round(rate_limit.waited_seconds, 3))
+        return caps
 
     def settings(self) -> Settings:
         settings = Settings(
@@ -39,6 +68,8 @@ class LakehouseResource(dg.ConfigurableResource):
             allowed_lateness_days=self.allowed_lateness_days,
             max_rejected_fraction=self.max_rejected_fraction,
             lock_timeout_seconds=self.lock_timeout_seconds,
+            backfill_rows_per_second=self.backfill_rows_per_second,
+            backfill_partitions_per_run=self.backfill_partitions_per_run,
         )
         settings.validate()
         return settings

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from datetime import date
+from importlib.resources import files
 from pathlib import Path
+from string import Template
 
 import dagster as dg
 import polars as pl
@@ -43,23 +46,76 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return data.error.message.strip().splitlines()[0] if data.error else "run failed"
 
 
+MANAGED_MARKER = "# lakehouse-managed:"
+PID_TAG = "lakehouse/pid"  # host:pid of the process running a CLI run in process
+
+
+def dagster_home(settings: Settings) -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or Path(settings.root) / "dagster_home").absolute()
+
+
+def install_instance_config(home: Path, settings: Settings) -> None:
+    """Write the shipped dagster.yaml (run queue, pools) with the settings' caps, unless the user owns the file.
+
+    A missing, empty or still lakehouse-managed file is (re)written, so LAKEHOUSE_BACKFILL_* take effect on
+    the next start; a file without the marker line is the operator's and is left alone.
+    """
+    target = home / "dagster.yaml"
+    current = target.read_text() if target.exists() else ""
+    if current.strip() and not current.startswith(MANAGED_MARKER):
+        return
+    rendered = Template(files("lakehouse").joinpath("dagster.yaml").read_text()).substitute(
+        backfill_max_runs=settings.backfill_max_runs,
+        max_concurrent_runs=settings.backfill_max_runs + settings.regular_max_runs,
+    )
+    if rendered != current:
+        target.write_text(rendered)
+
+
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """DAGSTER_HOME's instance when set (so runs show in the UI), else an embedded SQLite one under the root.
 
     Opening a new SQLite instance creates its schema; runs starting together would race on it
     (and can corrupt its migration table), so opening happens under a lock in the instance folder.
     """
-    home = Path(os.environ.get("DAGSTER_HOME") or Path(settings.root) / "dagster_home")
+    home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     with exclusive_file_lock(home / ".lakehouse-init.lock", "the Dagster instance's schema", settings.lock_timeout_seconds):
-        if not (home / "dagster.yaml").exists():
-            (home / "dagster.yaml").touch()
+        install_instance_config(home, settings)
         instance = dg.DagsterInstance.from_config(str(home))
         # Touch every storage now, while we hold the lock, so none is created lazily later by two runs at once.
         instance.get_runs(limit=1)
         instance.all_instigator_state()
         instance.get_asset_keys(limit=1)
     return instance
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_abandoned_cli_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-process CLI runs whose process died (SIGKILL, power loss), and free their pool slots.
+
+    Nothing else would: no daemon monitors an in-process run, and a slot it held would block every later
+    step of the feed's writer pool.
+    """
+    host = socket.gethostname()
+    abandoned = []
+    statuses = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses, tags={"lakehouse/trigger": "cli"})):
+        owner, _, pid = run.tags.get(PID_TAG, "").rpartition(":")
+        if owner == host and pid.isdigit() and not _pid_alive(int(pid)):
+            instance.report_run_failed(run, f"the lakehouse process that ran it (pid {pid}) is gone")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            abandoned.append(run.run_id)
+    return abandoned
 
 
 def pending_arrival_dates(settings: Settings, dataset: str) -> list[date]:
@@ -84,6 +140,8 @@ def run_arrival_dates(
 
     defs = build_definitions(settings)
     instance = instance or instance_for(settings)
+    fail_abandoned_cli_runs(instance)
+    cli_tags = {"lakehouse/trigger": "cli", PID_TAG: f"{socket.gethostname()}:{os.getpid()}"}
     ingest, refresh = defs.resolve_job_def(INGEST_JOB), defs.resolve_job_def(GOLD_JOB)
     quiet = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}}
@@ -107,7 +165,7 @@ def run_arrival_dates(
             instance=instance,
             run_config=run_config,
             raise_on_error=False,
-            tags={"lakehouse/trigger": "cli"},
+            tags=cli_tags,
         )
         if not result.success:
             message = _failure_message(result)
@@ -124,7 +182,7 @@ def run_arrival_dates(
         touched = [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")]
         request = gold_refresh_request(row["batch_id"], arrival, touched, settings.event_partitions_start)
         gold = refresh.execute_in_process(
-            instance=instance, raise_on_error=False, run_config=quiet, tags={**request.tags, "lakehouse/trigger": "cli"}
+            instance=instance, raise_on_error=False, run_config=quiet, tags={**request.tags, **cli_tags}
         )
         message = (
             f"published batch {row['batch_id'][:12]}; gold refreshed for {len(touched)} event dates"

@@ -27,6 +27,13 @@ class Settings:
             (the CLI sets it to the last date it runs); partitions otherwise end today.
         lock_timeout_seconds: how long a second writer waits for the first before giving up.
         schema_compatibility: overrides the feed's schema drift policy (backward, forward, full, none).
+        backfill_max_runs: backfill runs in flight at once (the run queue's `dagster/backfill` tag limit).
+        regular_max_runs: room the run queue keeps for every other run, whatever backfills are running.
+        backfill_partitions_per_run: arrival dates one backfill run of bronze/silver processes (BackfillPolicy).
+        backfill_rows_per_second: records per second that all backfill runs together may write
+            (bronze rows plus silver records; 0 = no cap). Regular runs are never throttled.
+        backfill_step_concurrency: steps one backfill run may execute at once, each in its own process.
+        regular_step_concurrency: the same for every other run launched by the daemon.
     """
 
     root: str = DEFAULT_ROOT
@@ -36,6 +43,12 @@ class Settings:
     partitions_end: date | None = None  # an arrival date the partitions must reach even if it is in the future
     lock_timeout_seconds: float = 600.0
     schema_compatibility: str | None = None  # None: the feed's own policy
+    backfill_max_runs: int = 2
+    regular_max_runs: int = 2
+    backfill_partitions_per_run: int = 5
+    backfill_rows_per_second: float = 0.0
+    backfill_step_concurrency: int = 1
+    regular_step_concurrency: int = 2
 
     @property
     def event_partitions_start(self) -> date:
@@ -56,6 +69,12 @@ class Settings:
             partitions_start=date.fromisoformat(env.get("LAKEHOUSE_PARTITIONS_START", "2025-01-01")),
             lock_timeout_seconds=float(env.get("LAKEHOUSE_LOCK_TIMEOUT_SECONDS", "600")),
             schema_compatibility=env.get("LAKEHOUSE_SCHEMA_COMPATIBILITY") or None,
+            backfill_max_runs=int(env.get("LAKEHOUSE_BACKFILL_MAX_RUNS", "2")),
+            regular_max_runs=int(env.get("LAKEHOUSE_REGULAR_MAX_RUNS", "2")),
+            backfill_partitions_per_run=int(env.get("LAKEHOUSE_BACKFILL_PARTITIONS_PER_RUN", "5")),
+            backfill_rows_per_second=float(env.get("LAKEHOUSE_BACKFILL_ROWS_PER_SECOND", "0")),
+            backfill_step_concurrency=int(env.get("LAKEHOUSE_BACKFILL_STEP_CONCURRENCY", "1")),
+            regular_step_concurrency=int(env.get("LAKEHOUSE_REGULAR_STEP_CONCURRENCY", "2")),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
         settings.validate()
@@ -70,3 +89,14 @@ class Settings:
             raise ValueError(
                 f"schema_compatibility must be one of {', '.join(SCHEMA_COMPATIBILITIES)}, got {self.schema_compatibility!r}"
             )
+        for name in (
+            "backfill_max_runs",
+            "regular_max_runs",
+            "backfill_partitions_per_run",
+            "backfill_step_concurrency",
+            "regular_step_concurrency",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.backfill_rows_per_second < 0:
+            raise ValueError(f"backfill_rows_per_second must be >= 0 (0 = no cap), got {self.backfill_rows_per_second}")
