@@ -109,9 +109,20 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from lakehouse.backfill import DEFAULT_ASSETS, BackfillClient, BackfillError, date_range
 
     settings = _settings(args)
+    client = BackfillClient(args.url)
+    if args.cancel:
+        try:
+            client.cancel(args.cancel)
+        except BackfillError as error:
+            print(f"lakehouse backfill: {error}", file=sys.stderr)
+            return 1
+        print(f"cancelling backfill {args.cancel}: queued runs are dropped, running ones terminated")
+        return 0
+    if getattr(args, "from") is None or args.to is None:
+        print("lakehouse backfill: --from and --to are required (or --cancel ID)", file=sys.stderr)
+        return 2
     try:
         partitions = date_range(getattr(args, "from"), args.to)
-        client = BackfillClient(args.url)
         assets = args.assets or list(DEFAULT_ASSETS)
         # The caps this backfill runs under, as run tags (the run queue and the assets read the settings themselves).
         tags = {
@@ -183,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill = commands.add_parser("backfill", help="launch a Dagster backfill of arrival dates through the running UI")
     backfill.add_argument("--root", help=root_help)
-    backfill.add_argument("--from", type=date.fromisoformat, required=True, help="first arrival date, YYYY-MM-DD")
-    backfill.add_argument("--to", type=date.fromisoformat, required=True, help="last arrival date, inclusive")
+    backfill.add_argument("--from", type=date.fromisoformat, help="first arrival date, YYYY-MM-DD")
+    backfill.add_argument("--to", type=date.fromisoformat, help="last arrival date, inclusive")
+    backfill.add_argument("--cancel", metavar="ID", help="cancel the backfill ID instead of launching one")
     backfill.add_argument(
         "--assets", nargs="+", help="asset keys like silver/billing_events (default: bronze, silver and quarantine)"
     )
