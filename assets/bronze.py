@@ -36,7 +36,7 @@ def build_bronze(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
         description="Every landed line with its exact bytes (`_raw`) and lineage; replaced per arrival date.",
     )
     def bronze_billing_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-        settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context)
+        settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context.run.tags)
         # A backfill run may carry several arrival dates: each lands as its own batch, in date order.
         reports = [
             land_bronze(settings, BILLING_EVENTS, date.fromisoformat(key), context.run.run_id, CODE_VERSION, rate_limit)
@@ -48,6 +48,8 @@ def build_bronze(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
             metadata["batches"] = dg.MetadataValue.json(
                 [{"batch_id": r.batch_id, "records": r.records, "rewritten": r.rewritten} for r in reports]
             )
-        return dg.MaterializeResult(metadata={**metadata, **lakehouse.applied_caps(context, rate_limit)})
+        return dg.MaterializeResult(
+            metadata={**metadata, **lakehouse.applied_caps(context.run.tags, len(context.partition_keys), rate_limit)}
+        )
 
     return bronze_billing_events

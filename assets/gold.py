@@ -89,7 +89,7 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
         report = refresh_gold(settings, requested, caused_by, context.run.run_id)
         return dg.MaterializeResult(
             metadata={
-                **lakehouse.applied_caps(context),
+                **lakehouse.applied_caps(context.run.tags, len(context.partition_keys)),
                 "caused_by_batch_id": caused_by,
                 "refreshed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.requested]),
                 "changed_event_dates": dg.MetadataValue.json([d.isoformat() for d in report.changed]),

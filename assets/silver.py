@@ -100,7 +100,7 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
         can_subset=False,
     )
     def silver_billing_events(context: dg.AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource):
-        settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context)
+        settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context.run.tags)
         reports: list[SilverReport] = []
         # A backfill run may carry several arrival dates: published one by one in date order, stopping at the first held back.
         for key in sorted(context.partition_keys):
@@ -118,7 +118,11 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
             if not report.published:
                 break
         report = reports[-1]  # the date that decides the run: the one held back, else the last one
-        metadata = {**_batch_metadata(report), **_batches(reports), **lakehouse.applied_caps(context, rate_limit)}
+        metadata = {
+            **_batch_metadata(report),
+            **_batches(reports),
+            **lakehouse.applied_caps(context.run.tags, len(context.partition_keys), rate_limit),
+        }
         yield dg.MaterializeResult(
             asset_key=QUARANTINE_KEY, metadata={**metadata, "sample_rejects": dg.MetadataValue.json(report.sample_rejects)}
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any
 
@@ -42,20 +43,22 @@ class LakehouseResource(dg.ConfigurableResource):
             backfill_partitions_per_run=settings.backfill_partitions_per_run,
         )
 
-    def rate_limit(self, context: dg.AssetExecutionContext) -> RowRateLimit | None:
+    def rate_limit(self, run_tags: Mapping[str, str]) -> RowRateLimit | None:
         """The shared rows-per-second cap for a backfill's run; regular runs are never throttled."""
-        if BACKFILL_TAG not in context.run.tags:
+        if BACKFILL_TAG not in run_tags:
             return None
         return backfill_rate_limit(self.root, self.backfill_rows_per_second)
 
-    def applied_caps(self, context: dg.AssetExecutionContext, rate_limit: RowRateLimit | None = None) -> dict[str, Any]:
-        """The throughput caps this run was held to, as materialization metadata (empty for a regular run)."""
-        if BACKFILL_TAG not in context.run.tags:
+    def applied_caps(
+        self, run_tags: Mapping[str, str], partitions: int, rate_limit: RowRateLimit | None = None
+    ) -> dict[str, Any]:
+        """The throughput caps a run of `partitions` dates was held to, as materialization metadata (empty for a regular run)."""
+        if BACKFILL_TAG not in run_tags:
             return {}
         caps: dict[str, Any] = {
-            "backfill_id": context.run.tags[BACKFILL_TAG],
+            "backfill_id": run_tags[BACKFILL_TAG],
             "backfill_rows_per_second_cap": self.backfill_rows_per_second or "none",
-            "backfill_partitions_in_run": dg.MetadataValue.int(len(context.partition_keys)),
+            "backfill_partitions_in_run": dg.MetadataValue.int(partitions),
         }
         if rate_limit is not None:
             caps["throttle_rows_charged"] = dg.MetadataValue.int(rate_limit.rows)

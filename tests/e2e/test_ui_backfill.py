@@ -97,7 +97,8 @@ def test_a_backfill_launched_from_the_ui_materialize_dialog_completes_and_keeps_
 
             def backfill_row() -> str:
                 page.goto(f"{url}/runs?view=backfills")
-                row = page.get_by_role("row").filter(has_text=backfill_id)
+                # The runs feed is a virtualized list of divs, not a table: its rows are the only role-less handle.
+                row = page.locator("[class*='VirtualizedTable_row']").filter(has_text=backfill_id)
                 row.wait_for()
                 return row.inner_text()
 
