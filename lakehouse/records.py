@@ -182,14 +182,34 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def stage_records(rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
+def stage_records(
+    rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_fields: list[str], vectorised: bool = True
+) -> pl.DataFrame:
     """Add, for each declared field, a typed column and a `<field>__state` column, plus:
 
     `_parse_error` (why the line is not a JSON object, else null), `_extra_fields` (unknown
     top-level keys, comma-separated: schema drift), `_shape` (every top-level `key:json type`, what
     the drift policy judges; null for a line that is not an object) and `_content_hash` (sha256 of
     the canonical content fields, null unless every content field parsed).
+
+    Lines the vectorised path (lakehouse.records_fast) vouches for are staged by Polars; the rest,
+    line by line in Python. `vectorised=False` stages every line in Python (the reference).
     """
+    raw = rows.get_column("_raw")
+    if not vectorised or raw.is_empty():
+        return rows.hstack(_stage_python(raw.to_list(), fields, content_fields))
+    from lakehouse.records_fast import stage_fast  # imports this module: import it lazily
+
+    fast = stage_fast(raw, fields, content_fields).with_row_index("_row")
+    slow = fast.filter(~pl.col("_fast")).get_column("_row")
+    staged = fast.filter(pl.col("_fast")).drop("_fast")
+    if slow.len():
+        python = _stage_python(raw.gather(slow).to_list(), fields, content_fields).with_columns(_row=slow)
+        staged = pl.concat([staged, python.select(staged.columns)]).sort("_row")
+    return rows.hstack(staged.drop("_row"))
+
+
+def _stage_python(raws: list[bytes], fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
     values: dict[str, list[Any]] = {name: [] for name in fields}
     states: dict[str, list[str]] = {name: [] for name in fields}
     parse_errors: list[str | None] = []
@@ -197,7 +217,7 @@ def stage_records(rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_f
     shapes: list[list[str] | None] = []
     hashes: list[str | None] = []
     known = set(fields)
-    for raw in rows.get_column("_raw").to_list():
+    for raw in raws:
         obj, error = parse_json_object(raw)
         parse_errors.append(error)
         if obj is None:
@@ -231,4 +251,4 @@ def stage_records(rows: pl.DataFrame, fields: Mapping[str, FieldKind], content_f
     columns["_extra_fields"] = pl.Series("_extra_fields", extras, dtype=pl.String)
     columns["_shape"] = pl.Series("_shape", shapes, dtype=pl.List(pl.String))
     columns["_content_hash"] = pl.Series("_content_hash", hashes, dtype=pl.String)
-    return rows.with_columns(**columns)
+    return pl.DataFrame(columns)
