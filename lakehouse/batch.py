@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
+from deltalake import DeltaTable
 
 from lakehouse.contracts import judge
 from lakehouse.drift import SchemaDrift, detect_drift
@@ -19,13 +20,13 @@ from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, FeedSpec
 from lakehouse.gates import Gate, evaluate_gates
 from lakehouse.locking import exclusive_writer
-from lakehouse.merge import apply_changes
+from lakehouse.merge import MergeStats, apply_changes
 from lakehouse.ops import OpsTables, batch_record, dumps
 from lakehouse.quarantine import conflict_rows, validation_rejects, write_quarantine
 from lakehouse.records import stage_records
-from lakehouse.resolution import LINEAGE, resolve
+from lakehouse.resolution import LINEAGE, Resolution, resolve
 from lakehouse.settings import Settings
-from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_uri, table_version
+from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_exists, table_uri, table_version
 from lakehouse.throttle import RowRateLimit
 
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
@@ -121,10 +122,8 @@ def publish_silver(
             (quarantine_uri, feed.quarantine_schema, "_arrival_date"),
         ):
             ensure_table(uri, schema, [partition])
-        keys = deliveries.get_column(key).unique()
-        ledger = read_table(ledger_uri, pl.col(key).is_in(keys.implode()), empty_schema=feed.silver_schema)
-        prior = ledger.filter(pl.col("_arrival_date") != arrival_date)
-        resolution = resolve(deliveries, prior, key, version)
+        ledger = ledger_rows(ledger_uri, feed, deliveries)
+        resolution = resolve(deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), key, version)
         raw = bronze.select("_raw", *LINEAGE)
         losers = resolution.outcomes.filter(pl.col("_outcome") == "version_conflict")
         own_quarantine = pl.concat([rejects, conflict_rows(feed, losers, raw, run_id)])
@@ -226,23 +225,7 @@ def publish_silver(
             )
             crash_point("after_ledger_commit")
 
-        candidate_dates = pl.concat([ledger.get_column(feed.partition), deliveries.get_column(feed.partition)]).unique()
-        current_silver = read_table(
-            silver_uri,
-            pl.col(feed.partition).is_in(candidate_dates.implode()) & pl.col(key).is_in(keys.implode()),
-            empty_schema=feed.silver_schema,
-        )
-        silver_change = apply_changes(
-            silver_uri,
-            resolution.kept.select(list(feed.silver_schema)),
-            current_silver,
-            key=[key, feed.partition],
-            partition=feed.partition,
-            compare=list(feed.silver_schema),
-            commit=commit,
-            operation="silver: apply batch",
-            update_guard=f"s.{version} >= t.{version}",
-        )
+        silver_change = apply_to_silver(silver_uri, feed, deliveries, ledger, resolution, commit)
         crash_point("after_silver_commit")
 
         touched = sorted(
@@ -288,6 +271,61 @@ def publish_silver(
             silver_rows_written=silver_change.upserted,
             silver_rows_deleted=silver_change.deleted,
         )
+
+
+def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl.DataFrame:
+    """Every delivery the ledger holds of the batch's keys (this arrival date's earlier attempt included).
+
+    Two passes, so the part that grows with history stays small: the first reads only the key
+    column of every file (a delivery's key alone says nothing of where it lives) to learn which
+    arrival-date partitions hold a match; the second reads whole rows from those partitions only.
+    """
+    keys = deliveries.get_column(feed.key).unique()
+    if not table_exists(ledger_uri):
+        return pl.DataFrame(schema=feed.silver_schema)
+    files = DeltaTable(ledger_uri).file_uris()
+    if keys.is_empty() or not files:
+        return pl.DataFrame(schema=feed.silver_schema)
+    partitions = (
+        pl.scan_parquet(files, include_file_paths="_file", hive_partitioning=False)
+        .select(feed.key, "_file")
+        .filter(pl.col(feed.key).is_in(keys.implode()))
+        .select(pl.col("_file").unique().str.extract(r"_arrival_date=([0-9]{4}-[0-9]{2}-[0-9]{2})", 1).str.to_date())
+        .collect()
+        .to_series()
+    )
+    if partitions.is_empty():
+        return pl.DataFrame(schema=feed.silver_schema)
+    if partitions.null_count():
+        raise RuntimeError(f"ledger files of {ledger_uri} are not laid out by _arrival_date partitions")
+    scope = pl.col("_arrival_date").is_in(partitions.implode()) & pl.col(feed.key).is_in(keys.implode())
+    return read_table(ledger_uri, scope, empty_schema=feed.silver_schema)
+
+
+def apply_to_silver(
+    silver_uri: str, feed: FeedSpec, deliveries: pl.DataFrame, ledger: pl.DataFrame, resolution: Resolution, commit: CommitInfo
+) -> MergeStats:
+    """Make silver hold the resolution's kept rows: read the current rows of the batch's keys in the
+    event dates they may live in (pruned by partition), then MERGE only what changed."""
+    key, partition = feed.key, feed.partition
+    keys = deliveries.get_column(key).unique()
+    candidate_dates = pl.concat([ledger.get_column(partition), deliveries.get_column(partition)]).unique()
+    current_silver = read_table(
+        silver_uri,
+        pl.col(partition).is_in(candidate_dates.implode()) & pl.col(key).is_in(keys.implode()),
+        empty_schema=feed.silver_schema,
+    )
+    return apply_changes(
+        silver_uri,
+        resolution.kept.select(list(feed.silver_schema)),
+        current_silver,
+        key=[key, partition],
+        partition=partition,
+        compare=list(feed.silver_schema),
+        commit=commit,
+        operation="silver: apply batch",
+        update_guard=f"s.{feed.version} >= t.{feed.version}",
+    )
 
 
 def _added_fields(judged: pl.DataFrame) -> dict[str, int]:
