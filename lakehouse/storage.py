@@ -56,13 +56,26 @@ def table_exists(uri: str) -> bool:
     return DeltaTable.is_deltatable(uri)
 
 
+# Upkeep every table carries from its creation, so a long life of small batches does not slow
+# loading: delta-rs writes a checkpoint every `checkpointInterval` commits (a load replays at most
+# that many JSON commits) and then drops log entries older than the log retention. Vacuum keeps
+# removed files for the deleted-file retention. Both retentions bound how far back time travel and
+# a rollback (RESTORE) reach: a week of versions, a month of history.
+TABLE_PROPERTIES = {
+    "delta.checkpointInterval": "50",
+    "delta.enableExpiredLogCleanup": "true",
+    "delta.logRetentionDuration": "interval 30 days",
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+}
+
+
 def ensure_table(uri: str, schema: Mapping[str, pl.DataType], partition_by: list[str]) -> None:
     """Create an empty table once, so readers and MERGE always find one; a racing creator is fine."""
     if table_exists(uri):
         return
     empty = pl.DataFrame(schema=dict(schema)).to_arrow()
     try:
-        write_deltalake(uri, empty, partition_by=partition_by, mode="append")
+        write_deltalake(uri, empty, partition_by=partition_by, mode="append", configuration=TABLE_PROPERTIES)
     except CommitFailedError:
         if not table_exists(uri):
             raise
