@@ -3,7 +3,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: help setup run test test-fast lint format ui clean
+.PHONY: help setup run test test-fast lint format ui clean bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,6 +32,10 @@ lint: setup  ## ruff lint and format check, mypy
 format: setup  ## apply ruff's fixes and formatting
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
+
+BENCH_SIZE ?= full
+bench: setup  ## the benchmark suite (BENCH_SIZE=full|medium|smoke); results in benchmarks/results/
+	$(UV) run --frozen python -m benchmarks --size $(BENCH_SIZE)
 
 LAKEHOUSE_ROOT ?= demo-lakehouse
 ui: setup  ## the Dagster UI and daemon on $LAKEHOUSE_ROOT (default: the demo), loopback only; Ctrl-C stops both

@@ -1,0 +1,270 @@
+"""Every timed measurement, baselines and scenarios alike. Each runs in its own child process
+(benchmarks.worker): setup is untimed, the timed section excludes interpreter and import start-up,
+and the child's peak RSS (VmHWM) is its alone.
+
+A measure returns (seconds, rows, extra facts). The data it reads was prepared by benchmarks.prepare.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from deltalake import DeltaTable, write_deltalake
+
+from benchmarks import data
+
+Result = tuple[float, int, dict[str, Any]]
+MEASURES: dict[str, Callable[[Path, Path, dict[str, Any]], Result]] = {}
+
+
+def measure(
+    name: str,
+) -> Callable[[Callable[[Path, Path, dict[str, Any]], Result]], Callable[[Path, Path, dict[str, Any]], Result]]:
+    def register(function: Callable[[Path, Path, dict[str, Any]], Result]) -> Callable[[Path, Path, dict[str, Any]], Result]:
+        MEASURES[name] = function
+        return function
+
+    return register
+
+
+def link_copy(source: Path, target: Path) -> None:
+    """A private copy of prepared tables in no time: Delta never rewrites a file, so hard links are safe."""
+    shutil.copytree(source, target, copy_function=os.link)
+
+
+def _settings(root: Path) -> Any:
+    from lakehouse.settings import Settings
+
+    return Settings(root=str(root), lock_timeout_seconds=60.0)
+
+
+# --- baselines ---------------------------------------------------------------------------------
+
+
+@measure("write_parquet")
+def write_parquet(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """Polars writes the typed events to one zstd Parquet file: the floor of any columnar write."""
+    frame = data.arrival_batch(params["events"], params["seed"])
+    start = time.perf_counter()
+    frame.write_parquet(scratch / "events.parquet", compression="zstd")
+    return time.perf_counter() - start, frame.height, {}
+
+
+def _merge(work: Path, scratch: Path, params: dict[str, Any], pruned: bool) -> Result:
+    link_copy(work / f"history-{params['history']}" / "tables" / "silver", scratch / "silver")
+    uri = str(scratch / "silver" / "billing_events")
+    batch = pl.read_parquet(work / "apply-batch.parquet").to_arrow()
+    dates = sorted({d.isoformat() for d in pl.from_arrow(batch).get_column("event_date").to_list()})  # type: ignore[union-attr]
+    on = "t.event_id = s.event_id AND " + (
+        "t.event_date IN (" + ", ".join(f"'{d}'" for d in dates) + ")" if pruned else "t.event_date = s.event_date"
+    )
+    start = time.perf_counter()
+    metrics = (
+        DeltaTable(uri)
+        .merge(batch, predicate=on, source_alias="s", target_alias="t")
+        .when_matched_update_all(predicate="s.source_version > t.source_version")
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    seconds = time.perf_counter() - start
+    return (
+        seconds,
+        batch.num_rows,
+        {"inserted": metrics["num_target_rows_inserted"], "updated": metrics["num_target_rows_updated"]},
+    )
+
+
+@measure("merge_pruned")
+def merge_pruned(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """delta-rs MERGE of the batch with `event_date IN (<literals>)`: only the touched partitions are read."""
+    return _merge(work, scratch, params, pruned=True)
+
+
+@measure("merge_unpruned")
+def merge_unpruned(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """The same MERGE joining on `t.event_date = s.event_date`: delta-rs scans the whole table."""
+    return _merge(work, scratch, params, pruned=False)
+
+
+@measure("polars_rewrite")
+def polars_rewrite(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """Read the touched partitions with Polars, keep the newest version per key, overwrite those partitions."""
+    link_copy(work / f"history-{params['history']}" / "tables" / "silver", scratch / "silver")
+    uri = str(scratch / "silver" / "billing_events")
+    batch = pl.read_parquet(work / "apply-batch.parquet")
+    start = time.perf_counter()
+    dates = batch.get_column("event_date").unique()
+    current = pl.scan_delta(uri).filter(pl.col("event_date").is_in(dates.implode())).collect()
+    merged = (
+        pl.concat([current, batch])
+        .sort("source_version", descending=True)
+        .unique("event_id", keep="first")
+        .sort("event_date", "event_id")
+    )
+    predicate = "event_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in dates.to_list()) + ")"
+    write_deltalake(uri, merged.to_arrow(), mode="overwrite", predicate=predicate)
+    return time.perf_counter() - start, batch.height, {"rows_rewritten": merged.height}
+
+
+@measure("floor")
+def floor(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """Polars reads the same JSONL files and appends them once to a Delta table: the least any pipeline does."""
+    files = sorted((work / params["landing"] / "landing" / "billing_events").rglob("*.jsonl"))
+    start = time.perf_counter()
+    frame = pl.scan_ndjson(files).collect()
+    write_deltalake(str(scratch / "floor"), frame.to_arrow(), mode="append")
+    return time.perf_counter() - start, frame.height, {}
+
+
+@measure("dagster_trivial")
+def dagster_trivial(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """Dagster's own cost of one in-process run of a do-nothing asset, on the same kind of SQLite instance."""
+    import dagster as dg
+
+    from lakehouse.runner import instance_for
+
+    @dg.asset
+    def trivial() -> int:
+        return 1
+
+    instance = instance_for(_settings(scratch))
+    dg.materialize([trivial], instance=instance)  # the instance's first run creates its tables: not Dagster's per-run cost
+    runs = params["runs"]
+    start = time.perf_counter()
+    for _ in range(runs):
+        assert dg.materialize([trivial], instance=instance).success
+    return (time.perf_counter() - start) / runs, 1, {"runs": runs}
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+
+def _run_dates(root: Path, dates: list[date]) -> float:
+    from lakehouse.runner import instance_for, run_arrival_dates
+
+    settings = _settings(root)
+    instance = instance_for(settings)
+    start = time.perf_counter()
+    outcomes = run_arrival_dates(settings, dates, instance=instance)
+    seconds = time.perf_counter() - start
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise RuntimeError(f"runs failed: {[(o.arrival_date, o.message) for o in failed]}")
+    return seconds
+
+
+@measure("e2e")
+def end_to_end(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """One arrival batch through the real Dagster definitions: bronze, silver + quarantine behind the
+    gates, gold, and every asset check, as `lakehouse run` does (its process start-up excluded)."""
+    root = scratch / "root"
+    link_copy(work / params["landing"] / "landing", root / "landing")
+    seconds = _run_dates(root, [data.ARRIVAL])
+    silver = pl.scan_delta(str(root / "tables" / "silver" / "billing_events")).select(pl.len()).collect().item()
+    return seconds, params["events"], {"silver_rows": silver}
+
+
+@measure("apply")
+def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """Silver's apply step for validated deliveries: ledger lookup, resolution, current rows, MERGE."""
+    from assets.billing_feed import BILLING_EVENTS
+    from lakehouse.batch import apply_to_silver, ledger_rows
+    from lakehouse.resolution import resolve
+    from lakehouse.storage import CommitInfo
+
+    link_copy(work / f"history-{params['history']}" / "tables", scratch / "tables")
+    silver, ledger_uri = (
+        str(scratch / "tables" / "silver" / "billing_events"),
+        str(scratch / "tables" / "ops" / "billing_events_ledger"),
+    )
+    deliveries = pl.read_parquet(work / "apply-batch.parquet")
+    commit = CommitInfo(dataset="billing_events", batch_id="bench-apply", run_id="bench", code_version="bench")
+    feed = BILLING_EVENTS
+    start = time.perf_counter()
+    ledger = ledger_rows(ledger_uri, feed, deliveries)
+    ledger = ledger.filter(pl.col("_arrival_date") != data.ARRIVAL)  # as publish_silver: other arrival dates only
+    lookup = time.perf_counter() - start
+    resolution = resolve(deliveries, ledger, feed.key, feed.version)
+    stats = apply_to_silver(silver, feed, deliveries, ledger, resolution, commit)
+    seconds = time.perf_counter() - start
+    return seconds, deliveries.height, {"ledger_lookup_s": round(lookup, 3), "upserted": stats.upserted, **resolution.counts()}
+
+
+def _engine_dates(root: Path, dates: list[date]) -> None:
+    """What a run does for each date, without Dagster: bronze, silver, gold (checks excluded)."""
+    from assets.billing_feed import BILLING_EVENTS
+    from assets.gold import refresh_gold
+    from lakehouse.batch import publish_silver
+    from lakehouse.bronze import land_bronze
+
+    settings = _settings(root)
+    for arrival in dates:
+        land_bronze(settings, BILLING_EVENTS, arrival, "bench", "bench")
+        report = publish_silver(settings, BILLING_EVENTS, arrival, "bench", "bench")
+        refresh_gold(settings, report.touched_event_dates, report.batch_id, "bench")
+
+
+@measure("backfill_dagster")
+def backfill_dagster(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """A range of arrival dates through the Dagster instance, one ingest and one gold run per date."""
+    root = scratch / "root"
+    link_copy(work / params["landing"] / "landing", root / "landing")
+    dates = [data.ARRIVAL - timedelta(days=k) for k in range(params["days"] - 1, -1, -1)]
+    seconds = _run_dates(root, dates)
+    return seconds / len(dates), params["events"], {"partitions": len(dates)}
+
+
+@measure("backfill_engine")
+def backfill_engine(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """The same dates through the engine alone: what the Dagster backfill costs above it is orchestration."""
+    root = scratch / "root"
+    link_copy(work / params["landing"] / "landing", root / "landing")
+    dates = [data.ARRIVAL - timedelta(days=k) for k in range(params["days"] - 1, -1, -1)]
+    start = time.perf_counter()
+    _engine_dates(root, dates)
+    return (time.perf_counter() - start) / len(dates), params["events"], {"partitions": len(dates)}
+
+
+@measure("status")
+def status(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """`lakehouse status` (what it computes, without the process start-up) after N batches."""
+    from lakehouse.status import collect_status, render_status
+
+    root = work / f"batches-{params['batches']}"
+    start = time.perf_counter()
+    text = render_status(collect_status(str(root), "billing_events", "daily_account_revenue"))
+    return time.perf_counter() - start, params["batches"], {"lines": len(text.splitlines())}
+
+
+@measure("table_load")
+def table_load(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """Open every table (log replay to the latest snapshot) and count its files, after N batches."""
+    root = work / f"batches-{params['batches']}"
+    tables = sorted(p.parent for p in (root / "tables").glob("*/*/_delta_log"))
+    start = time.perf_counter()
+    files = sum(len(DeltaTable(str(t)).file_uris()) for t in tables)
+    seconds = time.perf_counter() - start
+    logs = sum(len(list((t / "_delta_log").glob("*.json"))) for t in tables)
+    return seconds, len(tables), {"data_files": files, "log_json_files": logs}
+
+
+@measure("next_batch")
+def next_batch(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """One more small batch through the engine after N batches: its cost and memory must not grow with N."""
+    root = scratch / "root"
+    link_copy(work / f"batches-{params['batches']}", root)
+    arrival = date.fromisoformat(params["arrival"])
+    link_copy(
+        work / "next-batch" / "landing" / "billing_events" / arrival.isoformat(),
+        root / "landing" / "billing_events" / arrival.isoformat(),
+    )
+    start = time.perf_counter()
+    _engine_dates(root, [arrival])
+    return time.perf_counter() - start, params["events"], {}

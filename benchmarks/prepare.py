@@ -1,0 +1,85 @@
+"""Prepare every input once per invocation, reproducibly from (size, seed), under the work folder.
+
+Landing files and synthetic histories are generated; the many-batch roots of scenario 5 are built
+by the real engine, with table upkeep every `maintain_every` batches.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+from benchmarks import data
+from benchmarks.sizes import Size
+
+
+def landing(work: Path, name: str, batches: dict[date, int], seed: int) -> None:
+    root = work / name
+    if root.exists():
+        return
+    for arrival, events in batches.items():
+        data.write_landing(root, data.arrival_batch(events, seed, arrival, label=f"{name}-{arrival}"), arrival)
+
+
+def histories(work: Path, size: Size, seed: int) -> None:
+    batch = work / "apply-batch.parquet"
+    if not batch.exists():
+        data.apply_batch(size.apply_batch, seed).write_parquet(batch)
+    for rows in size.histories:
+        target = work / f"history-{rows}"
+        if not target.exists():
+            data.write_history(target, rows, seed)
+
+
+def maintain(root: Path) -> None:
+    """Table upkeep between batches: compact small files, checkpoint, drop expired logs, vacuum.
+
+    The same deltalake operations `lakehouse maintain` (another change) runs. Retention is each
+    table's own (lakehouse.storage.TABLE_PROPERTIES), so time travel and rollback within it keep
+    working: vacuum and log cleanup only remove what fell out of it.
+    """
+    for log in sorted((root / "tables").glob("*/*/_delta_log")):
+        table = DeltaTable(str(log.parent))
+        table.optimize.compact()
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        table.vacuum(dry_run=False)
+
+
+def many_batches(work: Path, size: Size, seed: int) -> None:
+    """Roots after few and after many small batches, one arrival date each, and the batch that follows."""
+    from benchmarks.measures import _engine_dates, link_copy
+
+    few, many = size.batches
+    first = data.ARRIVAL - timedelta(days=many)
+    dates = [first + timedelta(days=k) for k in range(many)]
+    if (work / f"batches-{many}").exists():
+        return
+    building = work / "building"
+    shutil.rmtree(building, ignore_errors=True)
+    for index, arrival in enumerate(dates, start=1):
+        data.write_landing(
+            building, data.arrival_batch(size.small_batch_events, seed, arrival, label=f"small-{arrival}"), arrival
+        )
+        _engine_dates(building, [arrival])
+        if index % size.maintain_every == 0:
+            maintain(building)
+        if index == few:
+            link_copy(building, work / f"batches-{few}")
+    os.rename(building, work / f"batches-{many}")
+    after = data.ARRIVAL
+    data.write_landing(work / "next-batch", data.arrival_batch(size.small_batch_events, seed, after, label="small-next"), after)
+
+
+def everything(work: Path, size: Size, seed: int) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    landing(work, "landing-e2e", {data.ARRIVAL: size.e2e_events}, seed)
+    landing(work, "landing-day", {data.ARRIVAL: size.day_events}, seed)
+    backfill = {data.ARRIVAL - timedelta(days=k): size.backfill_events for k in range(size.backfill_days)}
+    landing(work, "landing-backfill", backfill, seed)
+    histories(work, size, seed)
+    many_batches(work, size, seed)

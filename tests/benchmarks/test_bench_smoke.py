@@ -1,0 +1,60 @@
+"""The benchmark suite runs from one command and produces its table; a benchmark, never a timed test."""
+
+import json
+import math
+
+import pytest
+
+from benchmarks.run import main, plan
+from benchmarks.sizes import SIZES
+
+pytestmark = pytest.mark.e2e  # every measurement runs in its own subprocess
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    base = tmp_path_factory.mktemp("bench")
+    assert main(["--size", "smoke", "--repeats", "1", "--work", str(base / "work"), "--out", str(base / "out")]) == 0
+    (result_file,) = (base / "out").glob("*-smoke.json")
+    (table_file,) = (base / "out").glob("*-smoke.md")
+    return json.loads(result_file.read_text()), table_file.read_text()
+
+
+def test_smoke_run_measures_every_scenario_and_baseline(smoke_run: tuple[dict, str]) -> None:
+    result, table = smoke_run
+    expected = {item.id for item in plan(SIZES["smoke"], seed=7)}
+    rows = {row["id"]: row for row in result["rows"]}
+    assert set(rows) == expected
+    for baseline in (
+        "write_parquet",
+        "floor",
+        "merge_pruned_30000",
+        "merge_unpruned_30000",
+        "polars_rewrite_30000",
+        "dagster_trivial",
+    ):
+        assert rows[baseline]["kind"] == "baseline"
+    assert {row["kind"] for row in rows.values()} >= {f"scenario {n}" for n in range(1, 6)}
+    for row in rows.values():
+        assert f"| {row['id']} |" in table
+        assert row["median_s"] > 0 and row["min_s"] <= row["median_s"] <= row["max_s"]
+        assert row["rows"] > 0 and row["peak_rss_mib"] > 50  # a Python process with Polars loaded
+        assert row["baseline"] is None or row["baseline"] in rows
+
+
+def test_smoke_run_reports_every_target_with_a_finite_ratio(smoke_run: tuple[dict, str]) -> None:
+    result, table = smoke_run
+    assert len(result["targets"]) == 9
+    for target in result["targets"]:
+        assert math.isfinite(target["measured"]) and target["measured"] > 0
+        assert target["met"] == (target["measured"] <= target["limit"])
+        assert target["target"] in table
+    assert result["machine"]["deltalake"].startswith("1.6")
+
+
+def test_smoke_run_did_real_work(smoke_run: tuple[dict, str]) -> None:
+    rows = {row["id"]: row for row in smoke_run[0]["rows"]}
+    assert rows["e2e"]["extra"]["silver_rows"] > 0.9 * SIZES["smoke"].e2e_events  # ~96% new events
+    apply = rows["apply_30000"]["extra"]
+    assert (apply["inserted"], apply["updated"], apply["duplicate"]) == (700, 200, 100)  # the issue's 70/20/10 mix
+    assert rows["merge_pruned_30000"]["extra"] == {"inserted": 700, "updated": 200}
