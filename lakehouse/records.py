@@ -26,6 +26,7 @@ MAX_OFFSET_MINUTES = 14 * 60
 # Deeper documents are malformed: a fixed limit, so the outcome never depends on the interpreter's stack depth.
 MAX_NESTING_DEPTH = 100
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+STAGE_CHUNK_ROWS = 200_000
 
 
 class FieldKind(Enum):
@@ -198,6 +199,15 @@ def stage_records(
     raw = rows.get_column("_raw")
     if not vectorised or raw.is_empty():
         return rows.hstack(_stage_python(raw.to_list(), fields, content_fields))
+    # In chunks: the vectorised path's intermediate text columns are several times the raw lines.
+    chunks = [
+        _stage_chunk(raw.slice(start, STAGE_CHUNK_ROWS), fields, content_fields)
+        for start in range(0, raw.len(), STAGE_CHUNK_ROWS)
+    ]
+    return rows.hstack(pl.concat(chunks))
+
+
+def _stage_chunk(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
     from lakehouse.records_fast import stage_fast  # imports this module: import it lazily
 
     fast = stage_fast(raw, fields, content_fields).with_row_index("_row")
@@ -206,7 +216,7 @@ def stage_records(
     if slow.len():
         python = _stage_python(raw.gather(slow).to_list(), fields, content_fields).with_columns(_row=slow)
         staged = pl.concat([staged, python.select(staged.columns)]).sort("_row")
-    return rows.hstack(staged.drop("_row"))
+    return staged.drop("_row")
 
 
 def _stage_python(raws: list[bytes], fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:

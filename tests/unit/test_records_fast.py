@@ -9,6 +9,7 @@ from polars.testing import assert_frame_equal
 
 from assets.billing_feed import BILLING_EVENTS
 from assets.sample_data import generate_landing
+from lakehouse import records
 from lakehouse.landing import read_batch
 from lakehouse.records import stage_records
 from lakehouse.records_fast import stage_fast
@@ -73,4 +74,10 @@ def test_generated_landing_with_every_fault_stages_exactly_as_the_python_path(tm
     for day in (date(2025, 1, 1), date(2025, 1, 2)):
         raws += read_batch(tmp_path, "billing_events", day).rows.get_column("_raw").to_list()
     fast, reference = _both(raws)
+    assert_frame_equal(fast, reference)
+
+
+def test_staging_in_chunks_keeps_every_line_in_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records, "STAGE_CHUNK_ROWS", 4)  # chunk edges fall between fast and slow lines
+    fast, reference = _both(TRICKY)
     assert_frame_equal(fast, reference)
