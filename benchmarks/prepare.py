@@ -75,11 +75,17 @@ def many_batches(work: Path, size: Size, seed: int) -> None:
     data.write_landing(work / "next-batch", data.arrival_batch(size.small_batch_events, seed, after, label="small-next"), after)
 
 
-def everything(work: Path, size: Size, seed: int) -> None:
+def everything(work: Path, size: Size, seed: int, needs: set[str]) -> None:
+    """Prepare what the selected measurements read (`needs`: landing folders, "history", "batches")."""
     work.mkdir(parents=True, exist_ok=True)
-    landing(work, "landing-e2e", {data.ARRIVAL: size.e2e_events}, seed)
-    landing(work, "landing-day", {data.ARRIVAL: size.day_events}, seed)
-    backfill = {data.ARRIVAL - timedelta(days=k): size.backfill_events for k in range(size.backfill_days)}
-    landing(work, "landing-backfill", backfill, seed)
-    histories(work, size, seed)
-    many_batches(work, size, seed)
+    if "landing-e2e" in needs:
+        landing(work, "landing-e2e", {data.ARRIVAL: size.e2e_events}, seed)
+    if "landing-day" in needs:
+        landing(work, "landing-day", {data.ARRIVAL: size.day_events}, seed)
+    if "landing-backfill" in needs:
+        backfill = {data.ARRIVAL - timedelta(days=k): size.backfill_events for k in range(size.backfill_days)}
+        landing(work, "landing-backfill", backfill, seed)
+    if "history" in needs:
+        histories(work, size, seed)
+    if "batches" in needs:
+        many_batches(work, size, seed)

@@ -87,6 +87,11 @@ def plan(size: Size, seed: int) -> list[Plan]:
     return rows
 
 
+def _needs(item: Plan) -> set[str]:
+    """The prepared inputs a measurement reads: its landing folder, the histories, the many-batch roots."""
+    return {item.params.get("landing", "")} | {name for name in ("history", "batches") if name in item.params}
+
+
 def run_once(item: Plan, work: Path, scratch: Path) -> dict[str, Any]:
     shutil.rmtree(scratch, ignore_errors=True)
     command = [sys.executable, "-m", "benchmarks.worker", item.measure, str(work), str(scratch), json.dumps(item.params)]
@@ -202,15 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.work or HERE / ".work" / f"{size.name}-{args.seed}").resolve()
     started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # names the result files; no data depends on it
 
+    selected = [item for item in plan(size, args.seed) if not args.only or item.id in args.only]
     clock = time.perf_counter()
     print(f"preparing data in {work} ...", flush=True)
-    prepare.everything(work, size, args.seed)
+    prepare.everything(work, size, args.seed, set().union(*(_needs(item) for item in selected)))
     print(f"prepared in {time.perf_counter() - clock:.0f} s", flush=True)
 
     rows = []
-    for item in plan(size, args.seed):
-        if args.only and item.id not in args.only:
-            continue
+    for item in selected:
         repeats = args.repeats or item.repeats or size.repeats
         samples = []
         for attempt in range(repeats):
