@@ -52,10 +52,13 @@ def kept_rows(deliveries: pl.DataFrame, key: str, version: str) -> pl.DataFrame:
     """Silver's row for every key in `deliveries`: the winning content of the highest version."""
     if deliveries.is_empty():
         return deliveries
-    top = deliveries.group_by(key).agg(pl.col(version).max())
-    winners = _winners(deliveries, key, version).join(top, on=[key, version])
-    return _earliest_per_content(deliveries, key, version).join(
-        winners, left_on=[key, version, "_content_hash"], right_on=[key, version, "_winner_hash"]
+    return _kept(_earliest_per_content(deliveries, key, version), _winners(deliveries, key, version), key, version)
+
+
+def _kept(earliest: pl.DataFrame, winners: pl.DataFrame, key: str, version: str) -> pl.DataFrame:
+    top = winners.group_by(key).agg(pl.col(version).max())
+    return earliest.join(
+        winners.join(top, on=[key, version]), left_on=[key, version, "_content_hash"], right_on=[key, version, "_winner_hash"]
     )
 
 
@@ -64,11 +67,10 @@ def resolve(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str) ->
     accepted deliveries of the same keys). Both frames share one schema."""
     everything = pl.concat([prior.with_columns(_in_batch=pl.lit(False)), batch.with_columns(_in_batch=pl.lit(True))])
     winners = _winners(everything, key, version)
-    kept_lineage = (
-        _earliest_per_content(everything, key, version)
-        .join(winners, left_on=[key, version, "_content_hash"], right_on=[key, version, "_winner_hash"])
-        .select(key, version, *[pl.col(c).alias(k) for c, k in KEPT_LINEAGE.items()])
-    )
+    earliest = _earliest_per_content(everything, key, version)  # computed once: both lineage and kept rows use it
+    kept_lineage = earliest.join(
+        winners, left_on=[key, version, "_content_hash"], right_on=[key, version, "_winner_hash"]
+    ).select(key, version, *[pl.col(c).alias(k) for c, k in KEPT_LINEAGE.items()])
     top_versions = everything.group_by(key).agg(_max_version=pl.col(version).max())
     seen_before = prior.select(key, version, "_content_hash").unique().with_columns(_seen_before=pl.lit(True))
     prior_keys = prior.select(key).unique().with_columns(_key_known=pl.lit(True))
@@ -105,7 +107,9 @@ def resolve(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str) ->
     )
     return Resolution(
         outcomes=outcomes,
-        kept=kept_rows(everything.drop("_in_batch"), key, version),
+        kept=_kept(earliest.drop("_in_batch"), winners, key, version)
+        if not everything.is_empty()
+        else everything.drop("_in_batch"),
         prior_kept=kept_rows(prior, key, version),
         displaced=displaced,
     )
