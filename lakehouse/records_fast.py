@@ -150,7 +150,8 @@ def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: 
     extra = keys.list.set_difference(pl.lit(known, dtype=pl.List(pl.String))).list.sort()
     frame = frame.with_columns(_extra_fields=pl.when(extra.list.len() > 0).then(extra.list.join(",")))
     content = [_content_literal(name, fields[name]) for name in content_fields]
-    frame = frame.with_columns(_hash_text=pl.lit("[") + pl.concat_str(content, separator=",") + pl.lit("]"))
+    listed = pl.concat_str(content, separator=",") if content else pl.lit("")  # no content fields: the hash of []
+    frame = frame.with_columns(_hash_text=pl.lit("[") + listed + pl.lit("]"))
     hashes = [
         hashlib.sha256(text.encode()).hexdigest() if fast else None
         for text, fast in zip(frame.get_column("_hash_text").to_list(), frame.get_column("_fast").to_list(), strict=True)

@@ -81,3 +81,9 @@ def test_staging_in_chunks_keeps_every_line_in_its_place(monkeypatch: pytest.Mon
     monkeypatch.setattr(records, "STAGE_CHUNK_ROWS", 4)  # chunk edges fall between fast and slow lines
     fast, reference = _both(TRICKY)
     assert_frame_equal(fast, reference)
+
+
+def test_a_feed_without_content_fields_hashes_the_empty_list_on_both_paths() -> None:
+    rows = pl.DataFrame({"_raw": TRICKY}, schema={"_raw": pl.Binary})
+    fast = stage_records(rows, BILLING_EVENTS.fields, [])
+    assert_frame_equal(fast, stage_records(rows, BILLING_EVENTS.fields, [], vectorised=False))
