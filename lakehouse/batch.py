@@ -188,7 +188,9 @@ def publish_silver(
                 for g in gates
                 if not g.passed
             ]
+            crash_point("after_incident_record")
             ops.record_batch(batch_record(feed.dataset, arrival_date, batch_id, "gated", files, code_version, **facts), commit)
+            crash_point("after_gated_batch_record")
             return SilverReport(
                 batch_id,
                 arrival_date,
@@ -221,7 +223,12 @@ def publish_silver(
             or not own_ledger.join(deliveries, on=list(feed.silver_schema), how="anti", nulls_equal=True).is_empty()
         ):
             replace_where(
-                ledger_uri, deliveries, f"_arrival_date = '{arrival_date.isoformat()}'", commit, "ledger: replace arrival date"
+                ledger_uri,
+                deliveries,
+                f"_arrival_date = '{arrival_date.isoformat()}'",
+                commit,
+                "ledger: replace arrival date",
+                "during_ledger_write",
             )
             crash_point("after_ledger_commit")
 

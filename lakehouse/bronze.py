@@ -63,7 +63,14 @@ def land_bronze(
                 _run_id=pl.lit(run_id),
                 _ingested_at=pl.lit(now_utc()).cast(pl.Datetime("us", "UTC")),
             ).select(list(BRONZE_SCHEMA))
-            replace_where(uri, rows, f"_arrival_date = '{arrival_date.isoformat()}'", commit, "bronze: replace arrival date")
+            replace_where(
+                uri,
+                rows,
+                f"_arrival_date = '{arrival_date.isoformat()}'",
+                commit,
+                "bronze: replace arrival date",
+                "during_bronze_write",
+            )
             crash_point("after_bronze_commit")
         ops = OpsTables(settings.root)
         if ops.batch(batch.batch_id).is_empty():
@@ -73,4 +80,5 @@ def land_bronze(
                 ),
                 commit,
             )
+            crash_point("after_batch_landed")
         return BronzeReport(batch.batch_id, files, batch.rows.height, table_version(uri), rewritten=not replay)

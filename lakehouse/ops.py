@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
+from lakehouse.faults import crash_point
 from lakehouse.merge import apply_changes
 from lakehouse.storage import CommitInfo, ensure_table, read_table, table_uri
 
@@ -151,6 +152,7 @@ class OpsTables:
             return False
         row = rows.to_dicts()[0] | {"status": "complete", "_run_id": commit.run_id, "_recorded_at": now_utc()}
         self.upsert(self.batches, BATCHES_SCHEMA, [row], ["batch_id"], commit)
+        crash_point("after_batch_complete")
         return True
 
     def open_incident(
@@ -199,6 +201,7 @@ class OpsTables:
             _recorded_at=pl.lit(now_utc()),
         )
         self.upsert(self.incidents, INCIDENTS_SCHEMA, resolved.to_dicts(), ["incident_id"], commit)
+        crash_point("after_incident_resolve")
         return len(resolved)
 
     def record_restatements(self, rows: list[dict[str, object]], commit: CommitInfo) -> None:

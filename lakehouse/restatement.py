@@ -94,6 +94,13 @@ def refresh_partitions(
             crash_point("after_restatement_record")
         rows = after.filter(pl.col(partition).is_in(pl.Series(changed, dtype=pl.Date).implode()))
         if changed:
-            replace_where(target_uri, rows, f"{partition} IN {sql_in_list(changed)}", commit, f"{table_name}: refresh partitions")
+            replace_where(
+                target_uri,
+                rows,
+                f"{partition} IN {sql_in_list(changed)}",
+                commit,
+                f"{table_name}: refresh partitions",
+                "during_gold_write",
+            )
             crash_point("after_gold_commit")
         return RefreshReport(sorted(set(dates)), changed, restatements, rows.height, table_version(target_uri), source_version)

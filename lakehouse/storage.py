@@ -14,6 +14,8 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from lakehouse.faults import mid_write
+
 T = TypeVar("T")
 
 
@@ -109,17 +111,26 @@ def sql_in_list(values: Iterable[object]) -> str:
     return "(" + ", ".join(literals) + ")"
 
 
-def replace_where(uri: str, data: pl.DataFrame, predicate: str, commit: CommitInfo, operation: str) -> None:
-    """Atomically replace the rows matching `predicate` with `data` (an empty `data` deletes them)."""
-    with_commit_retry(
-        lambda: write_deltalake(
+def replace_where(
+    uri: str, data: pl.DataFrame, predicate: str, commit: CommitInfo, operation: str, crash_during: str | None = None
+) -> None:
+    """Atomically replace the rows matching `predicate` with `data` (an empty `data` deletes them).
+
+    `crash_during` names the test-only fault point inside this write (see `faults.mid_write`).
+    """
+
+    def write() -> None:
+        arrow, target_file_size = mid_write(crash_during, uri, data.to_arrow()) if crash_during else (data.to_arrow(), None)
+        write_deltalake(
             uri,
-            data.to_arrow(),
+            arrow,
             mode="overwrite",
             predicate=predicate,
+            target_file_size=target_file_size,
             commit_properties=commit.properties(operation),
         )
-    )
+
+    with_commit_retry(write)
 
 
 def with_commit_retry(write: Callable[[], T], attempts: int = 5) -> T:
