@@ -1,4 +1,4 @@
-"""`lakehouse`: generate, run, demo, status, ui and backfill."""
+"""`lakehouse`: generate, run, demo, status, ui, backfill and maintain."""
 
 from __future__ import annotations
 
@@ -66,8 +66,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from lakehouse.status import collect_status, render_status
 
-    status = collect_status(_settings(args).root, DATASET, GOLD_TABLE)
+    settings = _settings(args)
+    status = collect_status(settings.root, DATASET, GOLD_TABLE, settings.retention_hours)
     print(json.dumps(status, indent=2, default=str) if args.json else render_status(status))
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from lakehouse.locking import WriterBusyError
+    from lakehouse.maintenance import maintain
+
+    settings = _settings(args)
+    hours = settings.retention_hours if args.retention_hours is None else args.retention_hours
+    try:
+        found = maintain(settings.root, hours, [DATASET, f"gold_{GOLD_TABLE}"], settings.lock_timeout_seconds, args.dry_run)
+    except (WriterBusyError, ValueError) as error:
+        print(f"lakehouse maintain: {error}", file=sys.stderr)
+        return 2
+    verb = "would remove" if args.dry_run else "removed"
+    for table in found:
+        print(
+            f"{table.table:<40} {verb} {len(table.reclaimable)} files ({table.reclaimable_bytes:,} bytes), "
+            f"{len(table.orphans)} orphans found"
+        )
+    total = sum(len(t.reclaimable) for t in found)
+    print(f"{verb} {total} files older than {hours:g} h that no version within that window needs")
     return 0
 
 
@@ -204,6 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--wait", action="store_true", help="print progress until it ends; exit non-zero unless it succeeded")
     backfill.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits at most")
     backfill.set_defaults(func=cmd_backfill)
+
+    maintain = commands.add_parser(
+        "maintain", help="remove orphan and expired data files outside the time-travel window, holding the writer locks"
+    )
+    maintain.add_argument("--root", help=root_help)
+    maintain.add_argument("--dry-run", action="store_true", help="list what would be removed; delete nothing")
+    maintain.add_argument(
+        "--retention-hours", type=float, help="keep files younger than this (default: $LAKEHOUSE_RETENTION_HOURS or 168)"
+    )
+    maintain.set_defaults(func=cmd_maintain)
     return parser
 
 

@@ -34,6 +34,8 @@ class Settings:
             (bronze rows plus silver records; 0 = no cap). Regular runs are never throttled.
         backfill_step_concurrency: steps one backfill run may execute at once, each in its own process.
         regular_step_concurrency: the same for every other run launched by the daemon.
+        retention_hours: the time-travel window: `lakehouse maintain` keeps every file a version
+            younger than this needs, and any unreferenced file younger than this.
     """
 
     root: str = DEFAULT_ROOT
@@ -49,6 +51,7 @@ class Settings:
     backfill_rows_per_second: float = 0.0
     backfill_step_concurrency: int = 1
     regular_step_concurrency: int = 2
+    retention_hours: float = 168.0
 
     @property
     def event_partitions_start(self) -> date:
@@ -75,6 +78,7 @@ class Settings:
             backfill_rows_per_second=float(env.get("LAKEHOUSE_BACKFILL_ROWS_PER_SECOND", "0")),
             backfill_step_concurrency=int(env.get("LAKEHOUSE_BACKFILL_STEP_CONCURRENCY", "1")),
             regular_step_concurrency=int(env.get("LAKEHOUSE_REGULAR_STEP_CONCURRENCY", "2")),
+            retention_hours=float(env.get("LAKEHOUSE_RETENTION_HOURS", "168")),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
         settings.validate()
@@ -100,3 +104,5 @@ class Settings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.backfill_rows_per_second < 0:
             raise ValueError(f"backfill_rows_per_second must be >= 0 (0 = no cap), got {self.backfill_rows_per_second}")
+        if self.retention_hours < 0:
+            raise ValueError(f"retention_hours must be >= 0, got {self.retention_hours}")

@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 from deltalake import DeltaTable
 
+from lakehouse.maintenance import survey
 from lakehouse.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
 from lakehouse.storage import read_table, table_exists, table_uri
 
@@ -65,7 +66,7 @@ def _table_facts(uri: str) -> dict[str, object]:
     }
 
 
-def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, Any]:
+def collect_status(root: str, dataset: str, gold_table: str, retention_hours: float = 168.0) -> dict[str, Any]:
     tables = {
         f"bronze.{dataset}": table_uri(root, "bronze", dataset),
         f"silver.{dataset}": table_uri(root, "silver", dataset),
@@ -108,6 +109,21 @@ def collect_status(root: str, dataset: str, gold_table: str) -> dict[str, Any]:
         ],
         "restatements": restatements.height,
         "schema": schema_status(ops.batch_rows(dataset)),
+        "orphan_files": _orphans(root, retention_hours),
+    }
+
+
+def _orphans(root: str, retention_hours: float) -> dict[str, dict[str, int]]:
+    """Per table with any: files no commit references (killed writes), and what `lakehouse maintain` would remove now."""
+    return {
+        found.table: {
+            "files": len(found.orphans),
+            "bytes": found.orphan_bytes,
+            "reclaimable_files": len(found.reclaimable),
+            "reclaimable_bytes": found.reclaimable_bytes,
+        }
+        for found in survey(root, retention_hours)
+        if found.orphans or found.reclaimable
     }
 
 
@@ -143,6 +159,15 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"  {incident['arrival_date']} {incident['failure_mode']}: {incident['detail']}")
     lines.append(f"Restatements recorded: {status['restatements']}")
     lines += render_schema(status["schema"])
+    orphans = status["orphan_files"]
+    lines.append(
+        "Orphan data files (left by killed writes): " + (f"{sum(o['files'] for o in orphans.values())}" if orphans else "none")
+    )
+    for table, found in orphans.items():
+        lines.append(
+            f"  {table:<40} {found['files']:>6} files {found['bytes']:>12,} bytes   "
+            f"removable now by `lakehouse maintain`: {found['reclaimable_files']} files, {found['reclaimable_bytes']:,} bytes"
+        )
     return "\n".join(lines)
 
 
