@@ -26,8 +26,10 @@ def lakehouse(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LAKEHOUSE, *args], env=lakehouse_env(**env), capture_output=True, text=True, timeout=300)
 
 
-def start_lakehouse(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([LAKEHOUSE, *args], env=lakehouse_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_lakehouse(*args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [LAKEHOUSE, *args], env=lakehouse_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -39,3 +41,7 @@ def fresh_root(source: Path, destination: Path) -> Path:
     """A copy of a root's landing files and tables; the Dagster instance is not copied, each root gets its own."""
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns("dagster_home"))
     return destination
+
+
+# Fault points a plain run of a publishable date never reaches: they need a gated batch or its acceptance.
+GATED_PATH_POINTS = ("after_incident_record", "after_gated_batch_record", "after_incident_resolve")
