@@ -116,7 +116,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     code = _run(settings, summary.arrival_dates, None)
     elapsed = time.perf_counter() - started
-    print("\n" + render_status(collect_status(str(root), DATASET, GOLD_TABLE)))
+    print("\n" + render_status(collect_status(str(root), DATASET, GOLD_TABLE, settings.retention_hours)))
     print(f"\n{summary.lines:,} records end to end in {elapsed:.1f}s ({summary.lines / elapsed:,.0f} records/s).")
     print(f"Explore it: `lakehouse status --root {root}`, or the Dagster UI on this root: `LAKEHOUSE_ROOT={root} make ui`")
     return code
