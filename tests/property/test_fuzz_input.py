@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from assets.billing_feed import BILLING_EVENTS
@@ -109,8 +109,15 @@ def test_every_fuzzed_line_is_accepted_with_typed_fields_or_rejected_with_a_docu
     assert accepted.get_column("_content_hash").null_count() == 0
 
 
+GOOD_LINE = (
+    b'{"event_id":"e1","source_version":1,"account_id":"a","event_type":"charge",'
+    b'"event_ts":"2025-01-10T12:00:00Z","amount_minor":5,"currency":"USD"}'
+)
+
+
 @ENGINE
 @given(lines=batches)
+@example(lines=[GOOD_LINE, GOOD_LINE.replace(b'"e1"', b"null")])  # half the objects lack event_id: the drift gate holds it
 def test_no_fuzzed_batch_crashes_the_engine_or_loses_a_line(lines: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
@@ -127,6 +134,12 @@ def test_no_fuzzed_batch_crashes_the_engine_or_loses_a_line(lines: list[bytes]) 
         rejected = read_table(table_uri(root, "silver", "billing_events_quarantine"), columns=[*lineage, "_reason"])
         assert set(rejected.get_column("_reason").to_list()) <= set(BILLING_EVENTS.reasons)
         assert bronze.height == counts["records_in"]
+        if not report.published:
+            # Only a gate that no threshold covers holds it (schema drift: a fuzzed batch of a few lines can
+            # lack a required field in half its objects): its rejects are evidence, the rest waits in bronze.
+            assert [g.name for g in report.gates if not g.passed] == ["schema_drift_is_compatible"]
+            assert ledger.is_empty() and rejected.join(bronze, on=lineage, how="anti").is_empty()
+            return
         # Every line is a validated delivery (the ledger silver is computed from) or rejected, and only a
         # version-conflict loser is both: validated, then quarantined because another content won.
         assert pl.concat([ledger, rejected.select(lineage)]).unique().sort(lineage).equals(bronze.sort(lineage))
