@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from importlib.resources import files
@@ -118,6 +122,29 @@ def fail_abandoned_cli_runs(instance: dg.DagsterInstance) -> list[str]:
     return abandoned
 
 
+@contextmanager
+def reaping_abandoned_cli_runs(settings: Settings, interval_seconds: float = 2.0) -> Iterator[None]:
+    """Keep failing dead CLI runs while this process runs: a run waiting for the writer pool's slot would
+    otherwise wait forever for a slot a killed run still holds (no daemon monitors in-process runs)."""
+    stop = threading.Event()
+
+    def reap() -> None:
+        instance = instance_for(settings)  # its own handle: instances are not shared across threads
+        while not stop.wait(interval_seconds):
+            try:
+                fail_abandoned_cli_runs(instance)
+            except Exception as error:  # noqa: BLE001 - reaping is best effort; say so, never kill the run
+                print(f"lakehouse: could not check for abandoned runs: {error}", file=sys.stderr)
+
+    reaper = threading.Thread(target=reap, name="lakehouse-reaper", daemon=True)
+    reaper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reaper.join(timeout=10)
+
+
 def pending_arrival_dates(settings: Settings, dataset: str) -> list[date]:
     """Landed dates whose current files are not yet fully published (gated, failed or interrupted included)."""
     complete = set(
@@ -128,7 +155,7 @@ def pending_arrival_dates(settings: Settings, dataset: str) -> list[date]:
     ]
 
 
-def run_arrival_dates(
+def _run_arrival_dates(
     settings: Settings,
     arrival_dates: list[date],
     max_rejected_fraction: float | None = None,
@@ -191,3 +218,15 @@ def run_arrival_dates(
         )
         outcomes.append(DateOutcome(arrival, result.run_id, True, gold.run_id, gold.success, message))
     return outcomes
+
+
+def run_arrival_dates(
+    settings: Settings,
+    arrival_dates: list[date],
+    max_rejected_fraction: float | None = None,
+    instance: dg.DagsterInstance | None = None,
+    accept_damaged_files: bool = False,
+) -> list[DateOutcome]:
+    """Ingest then refresh gold for each arrival date, in date order, through the real definitions."""
+    with reaping_abandoned_cli_runs(settings):
+        return _run_arrival_dates(settings, arrival_dates, max_rejected_fraction, instance, accept_damaged_files)

@@ -167,9 +167,12 @@ RACE_POINTS = [point for point in CRASH_POINTS if point not in GATED_PATH_POINTS
 RACE_SAMPLE = [
     ("after_ledger_commit", NEXT_DAY, "a_first"),  # A holds the feed lock: B waits, then replays
     ("during_gold_write", LATER_DAY, "b_first"),  # A dies mid-write in gold while B publishes another date
-    ("after_restatement_record", LATER_DAY, "a_first"),  # A holds gold's lock: B publishes silver, then waits for gold
-    ("after_batch_complete", NEXT_DAY, "a_first"),  # A holds no lock: B runs the same date to its end meanwhile
 ]
+if os.environ.get("LAKEHOUSE_TEST_MORE_RACES"):  # the rest of the lock situations, outside CI's time budget
+    RACE_SAMPLE += [
+        ("after_restatement_record", LATER_DAY, "a_first"),  # A holds gold's lock: B publishes silver, then waits for gold
+        ("after_batch_complete", NEXT_DAY, "a_first"),  # A holds no lock: B runs the same date to its end meanwhile
+    ]
 RACES = (
     [(p, d, o) for p in RACE_POINTS for d in (NEXT_DAY, LATER_DAY) for o in ("a_first", "b_first")]
     if os.environ.get("LAKEHOUSE_TEST_ALL_RACES")
