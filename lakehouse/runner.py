@@ -127,9 +127,10 @@ def reaping_abandoned_cli_runs(settings: Settings, interval_seconds: float = 2.0
     """Keep failing dead CLI runs while this process runs: a run waiting for the writer pool's slot would
     otherwise wait forever for a slot a killed run still holds (no daemon monitors in-process runs)."""
     stop = threading.Event()
+    # Its own handle, opened here before the run opens its own: both take the instance's init lock.
+    instance = instance_for(settings)
 
     def reap() -> None:
-        instance = instance_for(settings)  # its own handle: instances are not shared across threads
         while not stop.wait(interval_seconds):
             try:
                 fail_abandoned_cli_runs(instance)
