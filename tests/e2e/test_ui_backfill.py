@@ -116,7 +116,7 @@ def test_a_backfill_launched_from_the_ui_materialize_dialog_completes_and_keeps_
     runs = run_spans(instance(root), {BACKFILL_TAG: backfill_id})
     assert len(runs) == DAYS  # one date per run, as configured
     peak = peak_in_flight(runs)
-    assert peak > 2, "uncapped, the backfill's runs overlap, and the measurement sees it"
+    assert peak >= 2, "uncapped, the backfill's runs overlap, and the measurement sees it"
     print(f"\nuncapped control: {len(runs)} backfill runs, peak {peak} in flight")
     assert_same_content(snapshot(root), before)  # a backfill of unchanged files changes no content
     if os.environ.get("LAKEHOUSE_DOCS_SCREENSHOT"):  # refresh the README's screenshot from a real run
