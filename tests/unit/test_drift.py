@@ -101,3 +101,14 @@ def test_an_unknown_key_holding_a_colon_and_a_newline_is_reported_as_itself() ->
     assert [(c.change, c.field) for c in drift_of([*GOOD[:3], GOOD[3] | {"a:b\nc": None, "x:y\nz": 1}]).changes] == [
         ("added", "x:y\nz")  # a null counts as missing, so only the key with a value is drift
     ]
+
+
+def test_counts_are_of_objects_across_shapes_and_the_most_common_new_field_is_the_rename() -> None:
+    customer = [without(e, "account_id", customer_id=e["account_id"]) for e in GOOD[:6]]
+    client = [without(e, "account_id", client_id=e["account_id"]) for e in GOOD[6:]]
+    drift = drift_of([*customer[:3], customer[3] | {"client_id": "c"}, *customer[4:], *client, *GOOD[:2]])
+    assert [(c.change, c.field, c.objects, c.renamed_to) for c in drift.changes] == [
+        ("renamed", "account_id", 10, "customer_id"),
+        ("added", "client_id", 5, None),  # 4 objects of its own shape and 1 that also carries customer_id
+    ]
+    assert drift.parsed_objects == 12 and "appears in 6 of them" in drift.changes[0].detail
