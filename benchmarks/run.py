@@ -19,7 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchmarks import prepare
+from benchmarks import data, prepare
 from benchmarks.sizes import SIZES, Size
 
 HERE = Path(__file__).resolve().parent
@@ -199,12 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeats", type=int, help="runs per measurement (default: the size's)")
-    parser.add_argument("--work", type=Path, help="where data is prepared (default benchmarks/.work/<size>-<seed>)")
+    parser.add_argument("--work", type=Path, help="where data is prepared (default benchmarks/.work/<size>-<seed>-<layout>)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where the .json and .md results go")
     parser.add_argument("--only", nargs="*", help="run only these measurement ids (targets are then skipped)")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
-    work = (args.work or HERE / ".work" / f"{size.name}-{args.seed}").resolve()
+    work = (args.work or HERE / ".work" / f"{size.name}-{args.seed}-{data.LAYOUT}").resolve()
     started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # names the result files; no data depends on it
 
     selected = [item for item in plan(size, args.seed) if not args.only or item.id in args.only]

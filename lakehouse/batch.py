@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.contracts import judge
 from lakehouse.drift import SchemaDrift, detect_drift
 from lakehouse.faults import crash_point
-from lakehouse.feed import BRONZE_SCHEMA, FeedSpec
+from lakehouse.feed import BRONZE_SCHEMA, KEY_FINGERPRINT, FeedSpec
+from lakehouse.fingerprint import key_fingerprints
 from lakehouse.gates import Gate, evaluate_gates
 from lakehouse.locking import exclusive_writer
 from lakehouse.merge import MergeStats, apply_changes
@@ -118,10 +119,11 @@ def publish_silver(
 
         for uri, schema, partition in (
             (silver_uri, feed.silver_schema, feed.partition),
-            (ledger_uri, feed.silver_schema, "_arrival_date"),
+            (ledger_uri, feed.ledger_schema, "_arrival_date"),
             (quarantine_uri, feed.quarantine_schema, "_arrival_date"),
         ):
             ensure_table(uri, schema, [partition])
+        _fingerprint_old_ledger(ledger_uri, feed, CommitInfo(feed.dataset, batch_id, run_id, code_version, arrival_date))
         ledger = ledger_rows(ledger_uri, feed, deliveries)
         resolution = resolve(deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), key, version)
         raw = bronze.select("_raw", *LINEAGE)
@@ -224,7 +226,7 @@ def publish_silver(
         ):
             replace_where(
                 ledger_uri,
-                deliveries,
+                deliveries.with_columns(key_fingerprints(deliveries.get_column(key)).alias(KEY_FINGERPRINT)),
                 f"_arrival_date = '{arrival_date.isoformat()}'",
                 commit,
                 "ledger: replace arrival date",
@@ -283,9 +285,10 @@ def publish_silver(
 def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl.DataFrame:
     """Every delivery the ledger holds of the batch's keys (this arrival date's earlier attempt included).
 
-    Two passes, so the part that grows with history stays small: the first reads only the key
-    column of every file (a delivery's key alone says nothing of where it lives) to learn which
-    arrival-date partitions hold a match; the second reads whole rows from those partitions only.
+    Two passes, so the part that grows with history stays small: the first reads only the keys'
+    8-byte fingerprints in every file (a delivery's key alone says nothing of where it lives) to
+    learn which arrival-date partitions may hold a match; the second reads whole rows of the exact
+    keys from those partitions only.
     """
     keys = deliveries.get_column(feed.key).unique()
     if not table_exists(ledger_uri):
@@ -295,8 +298,8 @@ def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl
         return pl.DataFrame(schema=feed.silver_schema)
     partitions = (
         pl.scan_parquet(files, include_file_paths="_file", hive_partitioning=False)
-        .select(feed.key, "_file")
-        .filter(pl.col(feed.key).is_in(keys.implode()))
+        .select(KEY_FINGERPRINT, "_file")
+        .filter(pl.col(KEY_FINGERPRINT).is_in(key_fingerprints(keys).implode()))
         .select(pl.col("_file").unique().str.extract(r"_arrival_date=([0-9]{4}-[0-9]{2}-[0-9]{2})", 1).str.to_date())
         .collect()
         .to_series()
@@ -306,7 +309,23 @@ def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl
     if partitions.null_count():
         raise RuntimeError(f"ledger files of {ledger_uri} are not laid out by _arrival_date partitions")
     scope = pl.col("_arrival_date").is_in(partitions.implode()) & pl.col(feed.key).is_in(keys.implode())
-    return read_table(ledger_uri, scope, empty_schema=feed.silver_schema)
+    return read_table(ledger_uri, scope, list(feed.silver_schema), feed.silver_schema)
+
+
+def _fingerprint_old_ledger(ledger_uri: str, feed: FeedSpec, commit: CommitInfo) -> None:
+    """A ledger written before fingerprints gets them once, in one atomic overwrite (its lookup needs them)."""
+    if KEY_FINGERPRINT in DeltaTable(ledger_uri).schema().to_arrow().names:
+        return
+    rows = read_table(ledger_uri, columns=list(feed.silver_schema))
+    rows = rows.with_columns(key_fingerprints(rows.get_column(feed.key)).alias(KEY_FINGERPRINT))
+    write_deltalake(
+        ledger_uri,
+        rows.to_arrow(),
+        mode="overwrite",
+        schema_mode="overwrite",
+        partition_by=["_arrival_date"],
+        commit_properties=commit.properties("ledger: add key fingerprints"),
+    )
 
 
 def apply_to_silver(

@@ -17,6 +17,7 @@ LINEAGE_SCHEMA: dict[str, pl.DataType] = {
     "_source_file": pl.String(),
     "_source_line": pl.Int64(),
 }
+KEY_FINGERPRINT = "_key_fp"  # the ledger's stable int64 fingerprint of the key
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class FeedSpec:
         }
         schema = {name: typed[kind] for name, kind in self.fields.items()}
         return {**schema, self.partition: pl.Date(), "_content_hash": pl.String(), **LINEAGE_SCHEMA}
+
+    @property
+    def ledger_schema(self) -> dict[str, pl.DataType]:
+        """Silver's columns plus the key's fingerprint, which the ledger lookup scans (lakehouse.fingerprint)."""
+        return {**self.silver_schema, KEY_FINGERPRINT: pl.Int64()}
 
     @property
     def quarantine_schema(self) -> dict[str, pl.DataType]:

@@ -5,7 +5,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.storage import read_table, table_uri
 from tests.support import event, gold, land, quarantine, run_batch, silver
@@ -206,3 +206,18 @@ def test_a_truncated_gzip_keeps_its_readable_lines_in_bronze_but_publishes_nothi
     assert incident["failure_mode"] == "gate_failed:landed_files_are_readable" and "broken.jsonl.gz" in incident["observed"]
     accepted = run_batch(tmp_path, D2, accept_damaged_files=True)
     assert accepted.published and silver(tmp_path).height == 1 + bronze.height
+
+
+def test_a_ledger_from_before_key_fingerprints_gets_them_once_and_still_finds_earlier_deliveries(tmp_path: Path) -> None:
+    land(tmp_path, D1, "a.jsonl", [event("e1", ts="2025-01-10T10:00:00Z", amount=100), event("e2")])
+    run_batch(tmp_path, D1)
+    ledger_uri = table_uri(tmp_path, "ops", "billing_events_ledger")
+    old = read_table(ledger_uri).drop("_key_fp")  # the ledger as an earlier release wrote it
+    write_deltalake(ledger_uri, old.to_arrow(), mode="overwrite", schema_mode="overwrite", partition_by=["_arrival_date"])
+    land(tmp_path, D2, "a.jsonl", [event("e1", 2, ts="2025-01-09T23:30:00Z", amount=250)])
+    report = run_batch(tmp_path, D2)
+    assert report.counts["updated"] == 1  # found through the new fingerprints, not mistaken for a new event
+    assert silver(tmp_path).filter(pl.col("event_id") == "e1").select("source_version", "event_date").rows() == [
+        (2, date(2025, 1, 9))
+    ]
+    assert read_table(ledger_uri).get_column("_key_fp").null_count() == 0
