@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz")
 _BOM = b"\xef\xbb\xbf"
@@ -110,20 +113,28 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
     if not folder.is_dir():
         raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {folder}")
-    files, raws, names, numbers = [], [], [], []
+    files, parts = [], []
     identities: list[tuple[int, int, int] | None] = []
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="lakehouse-sha256")  # hashlib releases the GIL: digest while splitting
     for path in _landing_files(folder):
         relative = f"{arrival_date.isoformat()}/{path.name}"
         raw, identity, changed = _read_once(path)
+        digest = hasher.submit(lambda raw=raw: hashlib.sha256(raw).hexdigest())
         content, damage = _decode(path, raw)
-        lines = split_lines(content)
-        records = [(number, line) for number, line in enumerate(lines, start=1) if line.strip(_JSON_WHITESPACE)]
-        files.append(LandedFile(relative, hashlib.sha256(raw).hexdigest(), len(raw), len(lines), len(records), damage, changed))
+        lines, numbers = record_lines(content)
+        records = lines.filter(numbers.is_not_null())
+        files.append(LandedFile(relative, digest.result(), len(raw), lines.len(), records.len(), damage, changed))
         identities.append(identity)
-        for number, line in records:
-            raws.append(line)
-            names.append(relative)
-            numbers.append(number)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "_raw": records,
+                    "_source_file": pl.repeat(relative, records.len(), eager=True),
+                    "_source_line": numbers.drop_nulls(),
+                }
+            )
+        )
+    hasher.shutdown()
     # A file may change after its own read while later files are read: check them all once more at the end.
     files = [
         f if f.changed else _replace_changed(f, _changed_since(folder / f.relative_path.split("/", 1)[1], identity))
@@ -131,10 +142,8 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     ]
     if not files:
         raise LandingError(f"no {'/'.join(LANDING_SUFFIXES)} files in {folder}")
-    rows = pl.DataFrame(
-        {"_raw": raws, "_source_file": names, "_source_line": numbers},
-        schema={"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64},
-    )
+    schema = {"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64}
+    rows = pl.concat([part.cast(schema) for part in parts]) if parts else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
     return Batch(dataset, arrival_date, tuple(files), rows)
 
 
@@ -208,6 +217,36 @@ def gunzip_readable_prefix(raw: bytes, chunk_size: int = 4096) -> tuple[bytes, s
 def _complete_lines(content: bytearray) -> bytes:
     """Up to the last newline: a line cut by the damage is not a line that landed."""
     return bytes(content[: content.rfind(b"\n") + 1])
+
+
+def record_lines(content: bytes) -> tuple[pl.Series, pl.Series]:
+    """Every physical line (as split_lines splits them) and, per line, its 1-based number, or null
+    where it is blank; vectorised, because a Python object per line costs seconds for a big day."""
+    if content.startswith(_BOM):
+        content = content[len(_BOM) :]
+    if not content:
+        return pl.Series("_raw", [], dtype=pl.Binary), pl.Series("_source_line", [], dtype=pl.Int64)
+    data = np.frombuffer(content, dtype=np.uint8)
+    newlines = np.flatnonzero(data == ord("\n"))
+    ends = newlines if content.endswith(b"\n") else np.append(newlines, len(data))
+    starts = np.concatenate([[0], newlines + 1])[: len(ends)]
+    crlf = (ends > starts) & (data[np.maximum(ends - 1, 0)] == ord("\r"))
+    ends = ends - crlf
+    # One contiguous buffer of the lines without their endings, so Arrow can own it as-is.
+    keep = np.ones(len(data), dtype=bool)
+    keep[newlines] = False
+    keep[ends[crlf]] = False
+    lengths = ends - starts
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    array = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data[keep])]
+    )
+    lines = pl.Series("_raw", array, dtype=pl.Binary)
+    # Blank lines are rare: only those empty or starting with whitespace need a closer look.
+    maybe_blank = np.flatnonzero((lengths == 0) | np.isin(data[np.minimum(starts, len(data) - 1)], list(_JSON_WHITESPACE)))
+    blank = [int(i) for i in maybe_blank if not content[starts[i] : ends[i]].strip(_JSON_WHITESPACE)]
+    numbers = pl.Series("_source_line", np.arange(1, len(lengths) + 1, dtype=np.int64))
+    return lines, numbers.scatter(blank, None) if blank else numbers
 
 
 def split_lines(content: bytes) -> list[bytes]:

@@ -4,7 +4,10 @@ import gzip
 from datetime import date
 from pathlib import Path
 
-from lakehouse.landing import current_batch_id, gunzip_readable_prefix, read_batch, split_lines
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lakehouse.landing import current_batch_id, gunzip_readable_prefix, read_batch, record_lines, split_lines
 
 DAY = date(2025, 1, 10)
 
@@ -70,3 +73,13 @@ def test_batch_id_is_a_function_of_the_files_and_changes_when_one_is_added(tmp_p
     assert first == read_batch(tmp_path, "billing_events", DAY).batch_id == current_batch_id(tmp_path, "billing_events", DAY)
     write(tmp_path, "b.jsonl", b"2\n")
     assert read_batch(tmp_path, "billing_events", DAY).batch_id != first
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b" ", b"\t", b"{}", b"x", b"\xff", b"\xef\xbb\xbf", b"\f"]), max_size=40))
+def test_vectorised_line_splitting_agrees_with_the_plain_definition(pieces: list[bytes]) -> None:
+    content = b"".join(pieces)
+    lines, numbers = record_lines(content)
+    expected = split_lines(content)
+    assert lines.to_list() == expected
+    assert numbers.to_list() == [n if line.strip(b" \t\r") else None for n, line in enumerate(expected, start=1)]
