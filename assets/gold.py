@@ -28,6 +28,9 @@ GOLD_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+SILVER_COLUMNS = ["event_date", "account_id", "currency", "event_type", "amount_minor"]  # all gold reads of silver
+
+
 def daily_account_revenue(silver: pl.DataFrame) -> pl.DataFrame:
     """One row per (event_date, account_id, currency); refunds_minor sums refunds and credits."""
     if silver.is_empty():
@@ -58,6 +61,7 @@ def refresh_gold(settings: Settings, dates: list[date], caused_by: str, run_id: 
         partition="event_date",
         dates=dates,
         aggregate=daily_account_revenue,
+        source_columns=SILVER_COLUMNS,
         caused_by=caused_by,
         commit=commit,
         table_name=f"gold/{GOLD_TABLE}",

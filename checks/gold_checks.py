@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from assets.gold import GOLD_KEY, GOLD_SCHEMA, GOLD_TABLE, daily_account_revenue
+from assets.gold import GOLD_KEY, GOLD_SCHEMA, GOLD_TABLE, SILVER_COLUMNS, daily_account_revenue
 from lakehouse.resources import LakehouseResource, run_partition_keys
 from lakehouse.storage import read_table, table_uri
 
@@ -33,7 +33,9 @@ def gold_matches_silver_aggregate(context: dg.AssetCheckExecutionContext, lakeho
     in_dates = pl.col("event_date").is_in(dates.implode())
     columns = list(GOLD_SCHEMA)
     silver_version, gold_version = _refreshed_versions(context)
-    silver = read_table(table_uri(lakehouse.root, "silver", BILLING_EVENTS.dataset), in_dates, version=silver_version)
+    silver = read_table(
+        table_uri(lakehouse.root, "silver", BILLING_EVENTS.dataset), in_dates, SILVER_COLUMNS, version=silver_version
+    )
     expected = daily_account_revenue(silver).sort(columns)
     actual = read_table(table_uri(lakehouse.root, "gold", GOLD_TABLE), in_dates, empty_schema=GOLD_SCHEMA, version=gold_version)
     actual = actual.select(columns).sort(columns)

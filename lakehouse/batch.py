@@ -68,9 +68,11 @@ def _deliveries(feed: FeedSpec, judged: pl.DataFrame) -> pl.DataFrame:
     """Validated records in silver's schema: typed fields, event date, content hash, lineage."""
     schema = feed.silver_schema
     return (
-        judged.filter(pl.col("_reason").is_null())
+        judged.lazy()  # lazy: the filter then copies only silver's columns, not the raw lines and states
+        .filter(pl.col("_reason").is_null())
         .with_columns(pl.col(feed.event_time).dt.date().alias(feed.partition))
         .select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
+        .collect()
     )
 
 

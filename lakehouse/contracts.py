@@ -44,4 +44,4 @@ def judge(staged: pl.DataFrame, schema: pa.DataFrameSchema, reason_order: Sequen
         .group_by("index", maintain_order=True)
         .agg(pl.col("_reason").first(), _detail=pl.col("check").str.join("; "))
     )
-    return indexed.join(verdicts, left_on="_row", right_on="index", how="left").sort("_row").drop("_row")
+    return indexed.join(verdicts, left_on="_row", right_on="index", how="left", maintain_order="left").drop("_row")

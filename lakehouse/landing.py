@@ -119,7 +119,7 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     for path in _landing_files(folder):
         relative = f"{arrival_date.isoformat()}/{path.name}"
         raw, identity, changed = _read_once(path)
-        digest = hasher.submit(lambda raw=raw: hashlib.sha256(raw).hexdigest())
+        digest = hasher.submit(_sha256_hex, raw)
         content, damage = _decode(path, raw)
         lines, numbers = record_lines(content)
         records = lines.filter(numbers.is_not_null())
@@ -145,6 +145,10 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     schema = {"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64}
     rows = pl.concat([part.cast(schema) for part in parts]) if parts else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
     return Batch(dataset, arrival_date, tuple(files), rows)
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:

@@ -47,11 +47,12 @@ def refresh_partitions(
     partition: str,
     dates: list[date],
     aggregate: Callable[[pl.DataFrame], pl.DataFrame],
+    source_columns: list[str],
     caused_by: str,
     commit: CommitInfo,
     table_name: str,
 ) -> RefreshReport:
-    """Recompute `aggregate` for each date from the source and replace only the partitions that changed."""
+    """Recompute `aggregate` (of the source's `source_columns`) for each date and replace only the partitions that changed."""
     ensure_table(target_uri, target_schema, [partition])
     if not dates:
         return RefreshReport([], [], [], 0, table_version(target_uri), table_version(source_uri))
@@ -59,7 +60,7 @@ def refresh_partitions(
     with exclusive_writer(settings.root, table_name.replace("/", "_"), settings.lock_timeout_seconds):
         source_version = table_version(source_uri)  # pinned, so a check can recompute from the very same snapshot
         after = (
-            aggregate(read_table(source_uri, in_dates, version=source_version))
+            aggregate(read_table(source_uri, in_dates, source_columns, version=source_version))
             .select(list(target_schema))
             .sort(list(target_schema))
         )
