@@ -1,5 +1,6 @@
 """gold.daily_account_revenue: a pure function of silver's rows per event_date, refreshed where inputs changed."""
 
+from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
@@ -8,6 +9,7 @@ import polars as pl
 from assets.billing_feed import BILLING_EVENTS
 from assets.bronze import WRITER_POOL
 from assets.silver import SILVER_KEY
+from checks.gold_checks import DESCRIPTION, gold_matches_silver_aggregate
 from lakehouse.ops import OpsTables
 from lakehouse.resources import BATCH_TAG, CODE_VERSION, TOUCHED_DATES_TAG, LakehouseResource
 from lakehouse.restatement import RefreshReport, refresh_partitions
@@ -76,13 +78,16 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
         partitions_def=partitions,
         deps=[dg.AssetDep(SILVER_KEY, partition_mapping=mapping)],
         backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[dg.AssetCheckSpec("gold_matches_silver_aggregate", asset=GOLD_KEY, blocking=True, description=DESCRIPTION)],
         pool=WRITER_POOL,
         code_version=CODE_VERSION,
         group_name="billing_events",
         kinds={"deltalake", "polars"},
         description="Daily revenue per account and currency, by event date.",
     )
-    def gold_daily_account_revenue(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    def gold_daily_account_revenue(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         settings = lakehouse.settings()
         requested = [date.fromisoformat(key) for key in context.partition_keys]
         tags = context.run.tags
@@ -91,7 +96,7 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
             touched = {date.fromisoformat(d) for d in tags[TOUCHED_DATES_TAG].split(",") if d}
             requested = [d for d in requested if d in touched]
         report = refresh_gold(settings, requested, caused_by, context.run.run_id)
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 **lakehouse.applied_caps(context.run.tags, len(context.partition_keys)),
                 "caused_by_batch_id": caused_by,
@@ -103,5 +108,19 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
                 "silver_version_read": report.source_version,
             }
         )
+        check = gold_matches_silver_aggregate(
+            silver_uri=table_uri(settings.root, "silver", BILLING_EVENTS.dataset),
+            gold_uri=table_uri(settings.root, "gold", GOLD_TABLE),
+            dates=[date.fromisoformat(key) for key in context.partition_keys],
+            silver_version=report.source_version,
+            gold_version=report.table_version,
+            aggregate=daily_account_revenue,
+            gold_schema=GOLD_SCHEMA,
+            silver_columns=SILVER_COLUMNS,
+            asset_key=GOLD_KEY,
+        )
+        yield check
+        if not check.passed:
+            raise dg.Failure(description="gold does not match silver's aggregate; see gold_matches_silver_aggregate's metadata")
 
     return gold_daily_account_revenue

@@ -7,8 +7,10 @@ import dagster as dg
 
 from assets.billing_feed import BILLING_EVENTS
 from assets.bronze import BRONZE_KEY, WRITER_POOL
+from checks.silver_checks import TABLE_CHECKS, silver_has_one_row_per_event_id, silver_rows_match_contract
 from lakehouse.batch import SilverReport, publish_silver
 from lakehouse.resources import CODE_VERSION, LakehouseResource
+from lakehouse.storage import table_uri
 
 SILVER_KEY = dg.AssetKey(["silver", BILLING_EVENTS.dataset])
 QUARANTINE_KEY = dg.AssetKey(["silver", f"{BILLING_EVENTS.dataset}_quarantine"])
@@ -93,7 +95,8 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
         check_specs=[
             dg.AssetCheckSpec(name, asset=SILVER_KEY, blocking=True, description="publish gate, evaluated before silver's commit")
             for name in GATES
-        ],
+        ]
+        + [dg.AssetCheckSpec(name, asset=SILVER_KEY, blocking=True, description=text) for name, text in TABLE_CHECKS.items()],
         partitions_def=partitions,
         backfill_policy=backfill_policy,
         pool=WRITER_POOL,
@@ -152,5 +155,15 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
                 metadata={**metadata, "incident_ids": dg.MetadataValue.json(report.incident_ids)},
             )
         yield dg.MaterializeResult(asset_key=SILVER_KEY, metadata=metadata)
+        silver_uri = table_uri(settings.root, "silver", BILLING_EVENTS.dataset)
+        touched = sorted({d for r in reports if r.published for d in r.touched_event_dates})
+        table_checks = [
+            silver_has_one_row_per_event_id(silver_uri, SILVER_KEY),
+            silver_rows_match_contract(silver_uri, touched, SILVER_KEY),
+        ]
+        yield from table_checks
+        failed_checks = [name for name, check in zip(TABLE_CHECKS, table_checks, strict=True) if not check.passed]
+        if failed_checks:  # blocking: gold must not aggregate a broken silver
+            raise dg.Failure(description=f"silver failed {', '.join(failed_checks)} after publishing; see the checks' metadata")
 
     return silver_billing_events

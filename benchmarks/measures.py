@@ -198,27 +198,81 @@ def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
 
 
 def _engine_dates(root: Path, dates: list[date]) -> None:
-    """What a run does for each date, without Dagster: bronze, silver, gold (checks excluded)."""
+    """What a run does for each date, without Dagster: bronze, silver, gold and the checks' data work."""
     from assets.billing_feed import BILLING_EVENTS
-    from assets.gold import refresh_gold
+    from assets.gold import GOLD_KEY, GOLD_SCHEMA, GOLD_TABLE, SILVER_COLUMNS, daily_account_revenue, refresh_gold
+    from assets.silver import SILVER_KEY
+    from checks.gold_checks import gold_matches_silver_aggregate
+    from checks.silver_checks import silver_has_one_row_per_event_id, silver_rows_match_contract
     from lakehouse.batch import publish_silver
     from lakehouse.bronze import land_bronze
+    from lakehouse.storage import table_uri
 
     settings = _settings(root)
+    silver_uri, gold_uri = table_uri(root, "silver", BILLING_EVENTS.dataset), table_uri(root, "gold", GOLD_TABLE)
     for arrival in dates:
         land_bronze(settings, BILLING_EVENTS, arrival, "bench", "bench")
         report = publish_silver(settings, BILLING_EVENTS, arrival, "bench", "bench")
-        refresh_gold(settings, report.touched_event_dates, report.batch_id, "bench")
+        silver_has_one_row_per_event_id(silver_uri, SILVER_KEY)
+        silver_rows_match_contract(silver_uri, report.touched_event_dates, SILVER_KEY)
+        refreshed = refresh_gold(settings, report.touched_event_dates, report.batch_id, "bench")
+        gold_matches_silver_aggregate(
+            silver_uri=silver_uri,
+            gold_uri=gold_uri,
+            dates=report.touched_event_dates,
+            silver_version=refreshed.source_version,
+            gold_version=refreshed.table_version,
+            aggregate=daily_account_revenue,
+            gold_schema=GOLD_SCHEMA,
+            silver_columns=SILVER_COLUMNS,
+            asset_key=GOLD_KEY,
+        )
+
+
+def _backfill_runs(root: Path, dates: list[date]) -> tuple[float, int]:
+    """The runs a Dagster backfill of `dates` launches, executed in process on the same instance: one ingest
+    run per `backfill_partitions_per_run` dates (BackfillPolicy.multi_run, range tags), then, as the gold
+    refresh sensor requests, one gold run per published batch. Returns (seconds, runs)."""
+    import json
+
+    from assets.billing_feed import BILLING_EVENTS
+    from assets.sensors import gold_refresh_request
+    from lakehouse.definitions import GOLD_JOB, INGEST_JOB, build_definitions
+    from lakehouse.ops import OpsTables
+    from lakehouse.resources import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
+    from lakehouse.runner import instance_for
+
+    settings = _settings(root)
+    instance = instance_for(settings)
+    definitions = build_definitions(settings)
+    ingest, refresh = definitions.resolve_job_def(INGEST_JOB), definitions.resolve_job_def(GOLD_JOB)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    per_run, runs = settings.backfill_partitions_per_run, 0
+    start = time.perf_counter()
+    for first in range(0, len(dates), per_run):
+        chunk = dates[first : first + per_run]
+        tags = {BACKFILL_TAG: "bench", RANGE_START_TAG: chunk[0].isoformat(), RANGE_END_TAG: chunk[-1].isoformat()}
+        assert ingest.execute_in_process(instance=instance, tags=tags, run_config=quiet).success
+        runs += 1
+        published = OpsTables(settings.root).batch_rows(BILLING_EVENTS.dataset).filter(pl.col("status") == "published")
+        for row in published.sort("arrival_date").iter_rows(named=True):
+            touched = [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")]
+            request = gold_refresh_request(row["batch_id"], row["arrival_date"], touched, settings.event_partitions_start)
+            assert refresh.execute_in_process(
+                instance=instance, tags={**request.tags, BACKFILL_TAG: "bench"}, run_config=quiet
+            ).success
+            runs += 1
+    return time.perf_counter() - start, runs
 
 
 @measure("backfill_dagster")
 def backfill_dagster(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
-    """A range of arrival dates through the Dagster instance, one ingest and one gold run per date."""
+    """A backfill of a range of arrival dates through the Dagster instance, as the daemon and sensors run it."""
     root = scratch / "root"
     link_copy(work / params["landing"] / "landing", root / "landing")
     dates = [data.ARRIVAL - timedelta(days=k) for k in range(params["days"] - 1, -1, -1)]
-    seconds = _run_dates(root, dates)
-    return seconds / len(dates), params["events"], {"partitions": len(dates)}
+    seconds, runs = _backfill_runs(root, dates)
+    return seconds / len(dates), params["events"], {"partitions": len(dates), "runs": runs}
 
 
 @measure("backfill_engine")

@@ -1,50 +1,46 @@
 """Gold's invariant: each refreshed partition equals silver's aggregate for that event date."""
 
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
 import polars as pl
 
-from assets.billing_feed import BILLING_EVENTS
-from assets.gold import GOLD_KEY, GOLD_SCHEMA, GOLD_TABLE, SILVER_COLUMNS, daily_account_revenue
-from lakehouse.resources import LakehouseResource, run_partition_keys
-from lakehouse.storage import read_table, table_uri
+from lakehouse.storage import read_table
+
+DESCRIPTION = "Every gold partition of this run equals the aggregate of silver's rows for that date."
 
 
-def _refreshed_versions(context: dg.AssetCheckExecutionContext) -> tuple[int | None, int | None]:
-    """The silver snapshot this run's gold refresh read, and the gold version it left: other batches
-    may commit to silver meanwhile, and the check must judge the refresh, not their timing."""
-    records = context.instance.get_records_for_run(context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    for record in reversed(records):
-        materialization = record.asset_materialization
-        if materialization is not None and materialization.asset_key == GOLD_KEY:
-            metadata = materialization.metadata
-            return metadata["silver_version_read"].value, metadata["table_version"].value  # type: ignore[return-value]
-    return None, None
+def gold_matches_silver_aggregate(
+    *,
+    silver_uri: str,
+    gold_uri: str,
+    dates: list[date],
+    silver_version: int | None,
+    gold_version: int | None,
+    aggregate: Callable[[pl.DataFrame], pl.DataFrame],
+    gold_schema: dict[str, pl.DataType],
+    silver_columns: list[str],
+    asset_key: dg.AssetKey,
+) -> dg.AssetCheckResult:
+    """Judged on the silver snapshot the refresh read and the gold version it left: other batches may
+    commit to silver meanwhile, and the check must judge the refresh, not their timing.
 
-
-@dg.asset_check(
-    asset=GOLD_KEY,
-    blocking=True,
-    description="Every gold partition of this run equals the aggregate of silver's rows for that date.",
-)
-def gold_matches_silver_aggregate(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource) -> dg.AssetCheckResult:
-    dates = pl.Series([date.fromisoformat(k) for k in run_partition_keys(context)], dtype=pl.Date)
-    in_dates = pl.col("event_date").is_in(dates.implode())
-    columns = list(GOLD_SCHEMA)
-    silver_version, gold_version = _refreshed_versions(context)
-    silver = read_table(
-        table_uri(lakehouse.root, "silver", BILLING_EVENTS.dataset), in_dates, SILVER_COLUMNS, version=silver_version
-    )
-    expected = daily_account_revenue(silver).sort(columns)
-    actual = read_table(table_uri(lakehouse.root, "gold", GOLD_TABLE), in_dates, empty_schema=GOLD_SCHEMA, version=gold_version)
-    actual = actual.select(columns).sort(columns)
+    Gold's step runs it after its commit (not as a step of its own: a step costs a run several processes)."""
+    in_dates = pl.col("event_date").is_in(pl.Series(dates, dtype=pl.Date).implode())
+    columns = list(gold_schema)
+    silver = read_table(silver_uri, in_dates, silver_columns, version=silver_version)
+    expected = aggregate(silver).sort(columns)
+    actual = read_table(gold_uri, in_dates, empty_schema=gold_schema, version=gold_version).select(columns).sort(columns)
     differing = pl.concat([expected.join(actual, on=columns, how="anti"), actual.join(expected, on=columns, how="anti")])
     mismatched = sorted({d.isoformat() for d in differing.get_column("event_date")})
     return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name="gold_matches_silver_aggregate",
         passed=not mismatched,
+        severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "event_dates_checked": dates.len(),
+            "event_dates_checked": len(dates),
             "gold_rows": actual.height,
             "silver_version": silver_version,
             "gold_version": gold_version,

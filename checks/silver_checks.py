@@ -1,6 +1,5 @@
 """Table-level invariants of silver after its commit: blocking, so a broken table never feeds gold."""
 
-import json
 from datetime import date
 
 import dagster as dg
@@ -8,11 +7,8 @@ import pandera.polars as pa
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from assets.silver import SILVER_KEY
 from checks.billing_contract import CURRENCIES, EVENT_TYPES
-from lakehouse.ops import OpsTables
-from lakehouse.resources import LakehouseResource, run_partition_keys
-from lakehouse.storage import read_table, table_uri
+from lakehouse.storage import read_table
 
 
 def silver_row_contract() -> pa.DataFrameSchema:
@@ -50,27 +46,26 @@ def silver_row_contract() -> pa.DataFrameSchema:
     )
 
 
-def _touched_dates(lakehouse: LakehouseResource, arrival_dates: list[str]) -> list[date]:
-    batches = OpsTables(lakehouse.root).batch_rows(BILLING_EVENTS.dataset)
-    published = batches.filter(
-        pl.col("arrival_date").is_in([date.fromisoformat(d) for d in arrival_dates])
-        & pl.col("status").is_in(["published", "complete"])
-    )
-    return sorted(
-        {date.fromisoformat(d) for dates in published.get_column("touched_event_dates").drop_nulls() for d in json.loads(dates)}
-    )
+# Table-level checks silver's step evaluates after its commit: blocking, so a broken table never feeds gold.
+# They run inside the step (not as steps of their own): a step costs a Dagster run several processes and events.
+TABLE_CHECKS = {
+    "silver_has_one_row_per_event_id": "Silver holds at most one row per event_id, across all event dates.",
+    "silver_rows_match_contract": "The silver rows of the event dates this run touched satisfy the silver row contract (Pandera).",
+}
 
 
-@dg.asset_check(asset=SILVER_KEY, blocking=True, description="Silver holds at most one row per event_id, across all event dates.")
-def silver_has_one_row_per_event_id(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
-    ids = read_table(table_uri(lakehouse.root, "silver", BILLING_EVENTS.dataset), columns=["event_id"])
+def silver_has_one_row_per_event_id(silver_uri: str, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+    ids = read_table(silver_uri, columns=["event_id"])
     duplicated = (
         ids.filter(pl.col("event_id").is_duplicated()).get_column("event_id").unique().sort()
         if ids.height
         else pl.Series([], dtype=pl.String)
     )
     return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name="silver_has_one_row_per_event_id",
         passed=duplicated.len() == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "rows": ids.height,
             "duplicated_event_ids": duplicated.len(),
@@ -79,26 +74,26 @@ def silver_has_one_row_per_event_id(lakehouse: LakehouseResource) -> dg.AssetChe
     )
 
 
-@dg.asset_check(
-    asset=SILVER_KEY,
-    blocking=True,
-    description="The silver rows of the event dates this run touched satisfy the silver row contract (Pandera).",
-)
-def silver_rows_match_contract(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource) -> dg.AssetCheckResult:
-    dates = _touched_dates(lakehouse, run_partition_keys(context))
+def silver_rows_match_contract(silver_uri: str, dates: list[date], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
     rows = read_table(
-        table_uri(lakehouse.root, "silver", BILLING_EVENTS.dataset),
+        silver_uri,
         pl.col("event_date").is_in(pl.Series(dates, dtype=pl.Date).implode()),
         empty_schema=BILLING_EVENTS.silver_schema,
     )
+    metadata: dict[str, object] = {
+        "rows_checked": rows.height,
+        "event_dates": dg.MetadataValue.json([d.isoformat() for d in dates]),
+    }
     try:
         silver_row_contract().validate(rows.drop("_content_hash"), lazy=True)
+        passed = True
     except pa.errors.SchemaErrors as errors:
-        cases = errors.failure_cases
-        return dg.AssetCheckResult(
-            passed=False,
-            metadata={"rows_checked": rows.height, "failures": cases.height, "sample": dg.MetadataValue.md(str(cases.head(10)))},
-        )
+        passed = False
+        metadata |= {"failures": errors.failure_cases.height, "sample": dg.MetadataValue.md(str(errors.failure_cases.head(10)))}
     return dg.AssetCheckResult(
-        passed=True, metadata={"rows_checked": rows.height, "event_dates": dg.MetadataValue.json([d.isoformat() for d in dates])}
+        asset_key=asset_key,
+        check_name="silver_rows_match_contract",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,  # type: ignore[arg-type]
     )

@@ -62,8 +62,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     from assets.partitions import arrival_partitions, event_partitions, gold_from_arrivals
     from assets.sensors import build_sensors
     from assets.silver import build_silver
-    from checks.gold_checks import gold_matches_silver_aggregate
-    from checks.silver_checks import silver_has_one_row_per_event_id, silver_rows_match_contract
 
     arrivals = arrival_partitions(settings)
     events = event_partitions(settings)
@@ -84,7 +82,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[bronze, silver, gold],
-        asset_checks=[silver_has_one_row_per_event_id, silver_rows_match_contract, gold_matches_silver_aggregate],
         jobs=[ingest, refresh],
         sensors=build_sensors(settings, INGEST_JOB, GOLD_JOB),
         resources={"lakehouse": LakehouseResource.from_settings(settings)},

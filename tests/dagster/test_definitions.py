@@ -173,3 +173,21 @@ def test_gold_check_judges_the_snapshot_its_refresh_read_even_if_silver_moves_on
     [outcome] = run_arrival_dates(settings, [date(2025, 1, 10)], instance=instance)
     assert outcome.ok, outcome.message
     assert check_evaluations(instance, outcome.gold_run_id)["gold_matches_silver_aggregate"].passed
+
+
+def test_a_broken_silver_table_fails_its_blocking_table_check_and_gold_is_not_refreshed(tmp_path: Path) -> None:
+    from deltalake import write_deltalake
+
+    land(tmp_path, D1, "a.jsonl", [event("e1")])
+    instance = dg.DagsterInstance.ephemeral()
+    run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 10)], instance=instance)
+    # Something outside the pipeline writes a second row for e1 into another event date.
+    stray = silver(tmp_path).with_columns(event_date=pl.lit(date(2025, 1, 9)))
+    write_deltalake(str(table_uri(tmp_path, "silver", "billing_events")), stray.to_arrow(), mode="append")
+    gold_before = gold(tmp_path)
+    land(tmp_path, D2, "a.jsonl", [event("e2", ts="2025-01-11T08:00:00Z")])
+    [outcome] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 11)], instance=instance)
+    assert not outcome.ok and outcome.gold_run_id is None
+    check = check_evaluations(instance, outcome.ingest_run_id)["silver_has_one_row_per_event_id"]
+    assert not check.passed and check.metadata["sample"].value == ["e1"]
+    assert gold(tmp_path).equals(gold_before)
