@@ -44,4 +44,6 @@ def judge(staged: pl.DataFrame, schema: pa.DataFrameSchema, reason_order: Sequen
         .group_by("index", maintain_order=True)
         .agg(pl.col("_reason").first(), _detail=pl.col("check").str.join("; "))
     )
-    return indexed.join(verdicts, left_on="_row", right_on="index", how="left", maintain_order="left").drop("_row")
+    # Only the two verdict columns are aligned to the rows and added: joining the whole frame would copy every column.
+    aligned = indexed.select("_row").join(verdicts, left_on="_row", right_on="index", how="left", maintain_order="left")
+    return staged.hstack(aligned.select("_reason", "_detail"))
