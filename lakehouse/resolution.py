@@ -22,6 +22,7 @@ import polars as pl
 LINEAGE = ["_arrival_date", "_source_file", "_source_line"]
 LINEAGE_WITH_BATCH = [*LINEAGE, "_batch_id"]
 KEPT_LINEAGE = {column: f"_kept{column}" for column in LINEAGE_WITH_BATCH}
+ROW = "_row"  # a delivery's place among all rows, to find the resolved ones again
 OUTCOMES = ("inserted", "updated", "duplicate", "stale", "version_conflict")
 
 
@@ -39,20 +40,21 @@ class Resolution:
         return {outcome: int(tally.get(outcome, 0)) for outcome in OUTCOMES}
 
 
+def _in_lineage_order(deliveries: pl.DataFrame) -> pl.DataFrame:
+    # Deliveries come from few files: sorting by each file name's rank among them is the lineage
+    # order without comparing the names row by row (about twice as fast).
+    files = deliveries.get_column("_source_file").unique().sort()
+    rank = pl.col("_source_file").replace_strict(files, pl.int_range(files.len(), eager=True))
+    return deliveries.sort(pl.col("_arrival_date"), rank, pl.col("_source_line"))
+
+
 def _earliest_per_content(deliveries: pl.DataFrame, key: str, version: str) -> pl.DataFrame:
-    """One row per (key, version, content): the content and its earliest delivery's lineage."""
-    return deliveries.sort(LINEAGE).unique(subset=[key, version, "_content_hash"], keep="first", maintain_order=True)
+    """One row per (key, version, content): its earliest delivery (`deliveries` are in lineage order)."""
+    return deliveries.unique(subset=[key, version, "_content_hash"], keep="first", maintain_order=True)
 
 
 def _winners(deliveries: pl.DataFrame, key: str, version: str) -> pl.DataFrame:
     return deliveries.group_by(key, version).agg(_winner_hash=pl.col("_content_hash").min())
-
-
-def kept_rows(deliveries: pl.DataFrame, key: str, version: str) -> pl.DataFrame:
-    """Silver's row for every key in `deliveries`: the winning content of the highest version."""
-    if deliveries.is_empty():
-        return deliveries
-    return _kept(_earliest_per_content(deliveries, key, version), _winners(deliveries, key, version), key, version)
 
 
 def _kept(earliest: pl.DataFrame, winners: pl.DataFrame, key: str, version: str) -> pl.DataFrame:
@@ -62,22 +64,40 @@ def _kept(earliest: pl.DataFrame, winners: pl.DataFrame, key: str, version: str)
     )
 
 
+def _kept_rows(deliveries: pl.DataFrame, key: str, version: str) -> pl.DataFrame:
+    """Each key's row among `deliveries` (in lineage order): the winning content of its highest version."""
+    return _kept(_earliest_per_content(deliveries, key, version), _winners(deliveries, key, version), key, version)
+
+
+def _keep(rows: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+    """Silver's row for every key in `rows`: an uncontested key's only delivery, else its row in
+    `kept`; in the order of `rows`, without helper columns."""
+    kept_here = ~pl.col("_contested") | pl.col(ROW).is_in(kept.get_column(ROW).implode())
+    return rows.filter(kept_here).drop(ROW, "_contested", "_in_batch")
+
+
 def resolve(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str) -> Resolution:
     """Classify `batch` (validated deliveries of one arrival date) against `prior` (all other
     accepted deliveries of the same keys). Both frames share one schema."""
     everything = pl.concat([prior.with_columns(_in_batch=pl.lit(False)), batch.with_columns(_in_batch=pl.lit(True))])
-    winners = _winners(everything, key, version)
-    earliest = _earliest_per_content(everything, key, version)  # computed once: both lineage and kept rows use it
+    # Most keys are delivered once: that delivery is inserted, kept as is and displaces nothing, so only
+    # the other ("contested") keys are resolved below. One sort serves all: earliest deliveries need
+    # lineage order, and the outputs list rows in it.
+    contested_key = pl.len().over(key) > 1  # faster than is_duplicated
+    rows = _in_lineage_order(everything.with_columns(_contested=contested_key)).with_row_index(ROW)
+    contested = rows.filter(pl.col("_contested"))
+    contested_prior, contested_batch = contested.filter(~pl.col("_in_batch")), contested.filter(pl.col("_in_batch"))
+    winners = _winners(contested, key, version)
+    earliest = _earliest_per_content(contested, key, version)  # computed once: both lineage and kept rows use it
     kept_lineage = earliest.join(
         winners, left_on=[key, version, "_content_hash"], right_on=[key, version, "_winner_hash"]
     ).select(key, version, *[pl.col(c).alias(k) for c, k in KEPT_LINEAGE.items()])
-    top_versions = everything.group_by(key).agg(_max_version=pl.col(version).max())
-    seen_before = prior.select(key, version, "_content_hash").unique().with_columns(_seen_before=pl.lit(True))
-    prior_keys = prior.select(key).unique().with_columns(_key_known=pl.lit(True))
+    top_versions = contested.group_by(key).agg(_max_version=pl.col(version).max())
+    seen_before = contested_prior.select(key, version, "_content_hash").unique().with_columns(_seen_before=pl.lit(True))
+    prior_keys = contested_prior.select(key).unique().with_columns(_key_known=pl.lit(True))
 
-    outcomes = (
-        batch.sort(LINEAGE)
-        .with_columns(_repeat_in_batch=pl.int_range(pl.len()).over(key, version, "_content_hash") > 0)
+    judged = (
+        contested_batch.with_columns(_repeat_in_batch=pl.int_range(pl.len()).over(key, version, "_content_hash") > 0)
         .join(winners, on=[key, version], how="left")
         .join(top_versions, on=key, how="left")
         .join(seen_before, on=[key, version, "_content_hash"], how="left")
@@ -94,22 +114,29 @@ def resolve(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str) ->
             .then(pl.lit("updated"))
             .otherwise(pl.lit("inserted"))
         )
-        .with_columns([pl.when(pl.col("_outcome") == "version_conflict").then(pl.col(k)).alias(k) for k in KEPT_LINEAGE.values()])
-        .drop("_repeat_in_batch", "_winner_hash", "_max_version", "_seen_before", "_key_known")
+        .select(
+            ROW,
+            *[pl.when(pl.col("_outcome") == "version_conflict").then(pl.col(k)).alias(k) for k in KEPT_LINEAGE.values()],
+            "_outcome",
+        )
     )
-    delivered_versions = batch.select(key, version).unique()
+    outcomes = (
+        rows.filter(pl.col("_in_batch"))
+        .join(judged, on=ROW, how="left", maintain_order="left")
+        .with_columns(pl.col("_outcome").fill_null("inserted"))  # a key's only delivery is new
+        .drop(ROW, "_in_batch", "_contested")
+    )
     displaced = (
-        prior.join(delivered_versions, on=[key, version])
-        .join(winners, on=[key, version])
+        prior.join(contested_batch.select(key, version).unique(), on=[key, version], maintain_order="left")
+        .join(winners, on=[key, version], maintain_order="left")
         .filter(pl.col("_content_hash") != pl.col("_winner_hash"))
-        .join(kept_lineage, on=[key, version])
+        .join(kept_lineage, on=[key, version], maintain_order="left")
         .drop("_winner_hash")
     )
     return Resolution(
         outcomes=outcomes,
-        kept=_kept(earliest.drop("_in_batch"), winners, key, version)
-        if not everything.is_empty()
-        else everything.drop("_in_batch"),
-        prior_kept=kept_rows(prior, key, version),
+        kept=_keep(rows, _kept(earliest, winners, key, version)),
+        # A key uncontested overall is uncontested in prior too: only the contested ones are resolved again, on prior alone.
+        prior_kept=_keep(rows.filter(~pl.col("_in_batch")), _kept_rows(contested_prior, key, version)),
         displaced=displaced,
     )
