@@ -8,14 +8,16 @@ so a crash between any two commits is repaired by simply running the batch again
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import pandera.polars as pa
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.contracts import judge
-from lakehouse.drift import SchemaDrift, detect_drift
+from lakehouse.drift import SchemaDrift, detect_drift, shape_counts
 from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, KEY_FINGERPRINT, FeedSpec
 from lakehouse.fingerprint import key_fingerprints
@@ -24,10 +26,19 @@ from lakehouse.locking import exclusive_writer
 from lakehouse.merge import MergeStats, apply_changes
 from lakehouse.ops import OpsTables, batch_record, dumps
 from lakehouse.quarantine import conflict_rows, validation_rejects, write_quarantine
-from lakehouse.records import stage_records
+from lakehouse.records import STAGE_CHUNK_ROWS, stage_records
 from lakehouse.resolution import LINEAGE, Resolution, resolve
 from lakehouse.settings import Settings
-from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_exists, table_uri, table_version
+from lakehouse.storage import (
+    CommitInfo,
+    ensure_table,
+    read_partition_chunks,
+    read_table,
+    replace_where,
+    table_exists,
+    table_uri,
+    table_version,
+)
 from lakehouse.throttle import RowRateLimit
 
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
@@ -101,8 +112,9 @@ def publish_silver(
     if rate_limit is not None:  # a backfill's cap, paid before the writer lock so pacing never blocks other writers
         rate_limit.acquire(read_table(bronze_uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"]).height)
     with exclusive_writer(root, feed.dataset, settings.lock_timeout_seconds):
-        bronze = read_table(bronze_uri, pl.col("_arrival_date") == arrival_date, ["_raw", *LINEAGE, "_batch_id"], BRONZE_SCHEMA)
-        batch_ids = bronze.get_column("_batch_id").unique().to_list()
+        judged = _judge_bronze(bronze_uri, arrival_date, feed, feed.contract(settings.allowed_lateness_days), run_id)
+        deliveries, rejects = judged.deliveries, judged.rejects
+        batch_ids = sorted(judged.batch_ids)
         landed = ops.batch_rows(feed.dataset).filter(pl.col("arrival_date") == arrival_date).sort("_recorded_at")
         if not batch_ids and landed.height:  # files with only blank lines: an empty batch, still recorded
             batch_ids = [landed.item(-1, "batch_id")]
@@ -114,11 +126,6 @@ def publish_silver(
         record = landed.filter(pl.col("batch_id") == batch_id)
         files = json.loads(record.item(0, "files")) if record.height else []
 
-        staged = stage_records(bronze, feed.fields, feed.content_fields)
-        judged = judge(staged, feed.contract(settings.allowed_lateness_days), feed.reasons)
-        deliveries = _deliveries(feed, judged)
-        rejects = validation_rejects(feed, judged, run_id)
-
         for uri, schema, partition in (
             (silver_uri, feed.silver_schema, feed.partition),
             (ledger_uri, feed.ledger_schema, "_arrival_date"),
@@ -128,13 +135,12 @@ def publish_silver(
         _fingerprint_old_ledger(ledger_uri, feed, CommitInfo(feed.dataset, batch_id, run_id, code_version, arrival_date))
         ledger = ledger_rows(ledger_uri, feed, deliveries)
         resolution = resolve(deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), key, version)
-        raw = bronze.select("_raw", *LINEAGE)
         losers = resolution.outcomes.filter(pl.col("_outcome") == "version_conflict")
-        own_quarantine = pl.concat([rejects, conflict_rows(feed, losers, raw, run_id)])
+        own_quarantine = pl.concat([rejects, conflict_rows(feed, losers, _raw_lines(bronze_uri, arrival_date, losers), run_id)])
 
         tally = resolution.counts()
         counts = {
-            "records_in": bronze.height,
+            "records_in": judged.records_in,
             "inserted": tally["inserted"],
             "updated": tally["updated"],
             "duplicates": tally["duplicate"],
@@ -145,16 +151,18 @@ def publish_silver(
         damaged = [f for f in files if f.get("damage")]
         changed = [f for f in files if f.get("changed")]
         drift = detect_drift(
-            staged,
+            judged.shapes,
             feed.fields,
             feed.required,
             contract_version=feed.contract_version,
             policy=settings.compatibility_for(feed.compatibility),
             share=feed.drift_share,
         )
-        gates = evaluate_gates(feed, bronze.height, counts, resolution, threshold, damaged, accept_damaged_files, changed, drift)
+        gates = evaluate_gates(
+            feed, judged.records_in, counts, resolution, threshold, damaged, accept_damaged_files, changed, drift
+        )
         reasons = dict(sorted(own_quarantine.get_column("_reason").value_counts().iter_rows()))
-        added = _added_fields(judged)
+        added = judged.added_fields
         commit = CommitInfo(
             dataset=feed.dataset,
             batch_id=batch_id,
@@ -166,7 +174,7 @@ def publish_silver(
         )
         facts = {
             **counts,
-            "rejected_fraction": counts["quarantined"] / bronze.height if bronze.height else 0.0,
+            "rejected_fraction": counts["quarantined"] / judged.records_in if judged.records_in else 0.0,
             "max_rejected_fraction": threshold,
             "gates": dumps({g.name: g.passed for g in gates}),
             "reasons": dumps(reasons),
@@ -199,7 +207,7 @@ def publish_silver(
                 batch_id,
                 arrival_date,
                 False,
-                bronze.height,
+                judged.records_in,
                 counts,
                 reasons,
                 drift,
@@ -264,7 +272,7 @@ def publish_silver(
             batch_id,
             arrival_date,
             True,
-            bronze.height,
+            judged.records_in,
             counts,
             reasons,
             drift,
@@ -356,9 +364,51 @@ def apply_to_silver(
     )
 
 
-def _added_fields(judged: pl.DataFrame) -> dict[str, int]:
-    extras = judged.get_column("_extra_fields").drop_nulls().str.split(",").explode()
-    return dict(sorted(extras.value_counts().iter_rows())) if extras.len() else {}
+@dataclass(frozen=True)
+class _Judged:
+    """What publishing needs of a day's judged lines, gathered chunk by chunk."""
+
+    records_in: int
+    batch_ids: set[str]
+    deliveries: pl.DataFrame  # validated records in silver's schema
+    rejects: pl.DataFrame  # quarantine rows of the records the contract rejects
+    shapes: pl.DataFrame  # drift.shape_counts of the parsed objects
+    added_fields: dict[str, int]  # unknown fields -> records carrying them
+
+
+def _judge_bronze(bronze_uri: str, arrival_date: date, feed: FeedSpec, contract: pa.DataFrameSchema, run_id: str) -> _Judged:
+    """Stage and judge bronze's lines of a day chunk by chunk, keeping only what publishing needs: a big
+    day's raw lines and staged columns never sit in memory whole (the rules are per record)."""
+    records, batch_ids, deliveries, rejects, shapes, added = 0, set(), [], [], [], Counter[str]()
+    columns = ["_raw", *LINEAGE, "_batch_id"]
+    for chunk in read_partition_chunks(bronze_uri, "_arrival_date", arrival_date, columns, STAGE_CHUNK_ROWS, BRONZE_SCHEMA):
+        judged = judge(stage_records(chunk, feed.fields, feed.content_fields), contract, feed.reasons)
+        records += judged.height
+        batch_ids.update(judged.get_column("_batch_id").unique().to_list())
+        deliveries.append(_deliveries(feed, judged))
+        rejects.append(validation_rejects(feed, judged, run_id))
+        shapes.append(shape_counts(judged))
+        added.update(dict(judged.get_column("_extra_fields").drop_nulls().str.split(",").explode().value_counts().iter_rows()))
+    return _Judged(
+        records,
+        batch_ids,
+        pl.concat(deliveries) if deliveries else pl.DataFrame(schema=feed.silver_schema),
+        pl.concat(rejects) if rejects else pl.DataFrame(schema=feed.quarantine_schema),
+        pl.concat(shapes) if shapes else pl.DataFrame(schema={"_shape": pl.List(pl.String), "_objects": pl.UInt32}),
+        dict(sorted(added.items())),
+    )
+
+
+def _raw_lines(bronze_uri: str, arrival_date: date, deliveries: pl.DataFrame) -> pl.DataFrame:
+    """The raw lines (with lineage) of some of a day's deliveries, streamed from bronze chunk by chunk."""
+    found = [pl.DataFrame(schema={"_raw": pl.Binary, **{c: BRONZE_SCHEMA[c] for c in LINEAGE}})]
+    if not deliveries.is_empty():
+        wanted = deliveries.select(LINEAGE)
+        for chunk in read_partition_chunks(
+            bronze_uri, "_arrival_date", arrival_date, ["_raw", *LINEAGE], STAGE_CHUNK_ROWS, BRONZE_SCHEMA
+        ):
+            found.append(chunk.join(wanted, on=LINEAGE, how="semi"))
+    return pl.concat(found)
 
 
 def _newest(deliveries: pl.DataFrame, feed: FeedSpec) -> str | None:

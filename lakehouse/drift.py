@@ -101,6 +101,19 @@ class SchemaDrift:
         }
 
 
+def shape_counts(staged: pl.DataFrame) -> pl.DataFrame:
+    """Each distinct top-level shape of the parsed objects (`_shape`) and how many objects have it (`_objects`);
+    the counts of a batch's chunks, concatenated, are the batch's."""
+    return (
+        staged.lazy()  # the lazy engine groups a list column several times faster than the eager one
+        .select("_shape")
+        .drop_nulls()
+        .group_by("_shape")
+        .len("_objects")
+        .collect()
+    )
+
+
 def detect_drift(
     staged: pl.DataFrame,
     fields: Mapping[str, FieldKind],
@@ -110,17 +123,13 @@ def detect_drift(
     policy: Compatibility,
     share: float,
 ) -> SchemaDrift:
-    """Compare every parsed object's top-level shape (`_shape` from stage_records) with the contract."""
+    """Compare every parsed object's top-level shape with the contract.
+
+    `staged` is staged records (`_shape` from stage_records) or their `shape_counts`, perhaps several concatenated.
+    """
     # A batch's objects share very few distinct shapes: judge each shape once, weighted by its objects.
-    shapes = (
-        staged.lazy()  # the lazy engine groups a list column several times faster than the eager one
-        .select("_shape")
-        .drop_nulls()
-        .group_by("_shape")
-        .len("_objects")
-        .collect()
-        .with_row_index("_shape_id")
-    )
+    counts = staged if "_objects" in staged.columns else shape_counts(staged)
+    shapes = counts.group_by("_shape").agg(pl.col("_objects").sum()).with_row_index("_shape_id")
     parsed = int(shapes.get_column("_objects").sum())
     cells = (
         shapes.explode("_shape")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
+import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
@@ -99,6 +100,29 @@ def read_table(
     if columns is not None:
         frame = frame.select(columns)
     return frame.collect()
+
+
+def read_partition_chunks(
+    uri: str, column: str, value: date, columns: list[str], rows: int, schema: Mapping[str, pl.DataType] | None = None
+) -> Iterator[pl.DataFrame]:
+    """One partition's rows in chunks of about `rows`, streamed from its files, so a big partition never
+    sits in memory whole (a missing table yields nothing); `schema` casts the columns it names."""
+    if not table_exists(uri):
+        return
+    dataset = DeltaTable(uri).to_pyarrow_dataset(file_pruning_predicate=[(column, "=", value.isoformat())])
+    pending: list[pa.RecordBatch] = []
+    for batch in dataset.to_batches(columns=columns, batch_size=rows):
+        pending.append(batch)
+        if sum(b.num_rows for b in pending) >= rows:
+            yield _frame(pending, schema)
+            pending = []
+    if any(b.num_rows for b in pending):
+        yield _frame(pending, schema)
+
+
+def _frame(batches: list[pa.RecordBatch], schema: Mapping[str, pl.DataType] | None) -> pl.DataFrame:
+    frame = pl.DataFrame(pl.from_arrow(pa.Table.from_batches(batches)))
+    return frame.cast({name: schema[name] for name in frame.columns if name in schema}) if schema else frame  # type: ignore[arg-type]
 
 
 def table_version(uri: str) -> int | None:
