@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.storage import CommitInfo, sql_in_list, with_commit_retry
 
@@ -54,6 +54,12 @@ def apply_changes(
     deletes = deletable.join(desired, on=key, how="anti", nulls_equal=True) if not deletable.is_empty() else deletable
     if upserts.is_empty() and deletes.is_empty():
         return MergeStats(0, 0, None)
+    if deletes.is_empty() and (current.is_empty() or upserts.join(current, on=key, how="semi").is_empty()):
+        # Only new keys: an append is the same single commit, without MERGE's join against the target's files.
+        with_commit_retry(
+            lambda: write_deltalake(uri, upserts.to_arrow(), mode="append", commit_properties=commit.properties(operation))
+        )
+        return MergeStats(len(upserts), 0, DeltaTable(uri).version())
     source = pl.concat(
         [upserts.with_columns(pl.lit("upsert").alias(OP)), deletes.select(key).with_columns(pl.lit("delete").alias(OP))],
         how="diagonal_relaxed",
