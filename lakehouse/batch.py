@@ -27,7 +27,7 @@ from lakehouse.merge import MergeStats, apply_changes
 from lakehouse.ops import OpsTables, batch_record, dumps
 from lakehouse.quarantine import conflict_rows, validation_rejects, write_quarantine
 from lakehouse.records import STAGE_CHUNK_ROWS, stage_records
-from lakehouse.resolution import LINEAGE, Resolution, resolve
+from lakehouse.resolution import LINEAGE, LINEAGE_WITH_BATCH, Resolution, resolve
 from lakehouse.settings import Settings
 from lakehouse.storage import (
     CommitInfo,
@@ -232,7 +232,8 @@ def publish_silver(
         own_ledger = ledger.filter(pl.col("_arrival_date") == arrival_date)
         if (
             own_ledger.height != deliveries.height
-            or not own_ledger.join(deliveries, on=list(feed.silver_schema), how="anti", nulls_equal=True).is_empty()
+            # The content hash covers every contract field, so it and the lineage identify a ledger row.
+            or not own_ledger.join(deliveries, on=[key, version, "_content_hash", *LINEAGE_WITH_BATCH], how="anti").is_empty()
         ):
             replace_where(
                 ledger_uri,

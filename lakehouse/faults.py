@@ -86,6 +86,12 @@ def _stop(mode: str, folder: str) -> None:
         time.sleep(0.05)
 
 
+def fault_armed(name: str) -> bool:
+    """Whether a test armed (or traces) the fault point `name`; a write then goes through `mid_write`."""
+    armed = _armed()
+    return armed is not None and (armed[0] == "trace" or armed[1] == name)
+
+
 def mid_write(name: str, uri: str, data: pa.Table) -> tuple[pa.Table | pa.RecordBatchReader, int | None]:
     """The data and target file size for a write that may be stopped at `name` once its first data files exist.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
 
-from lakehouse.storage import CommitInfo, sql_in_list, with_commit_retry
+from lakehouse.storage import CommitInfo, arrow_stream, sql_in_list, with_commit_retry
 
 OP = "_op"
 
@@ -57,7 +57,7 @@ def apply_changes(
     if deletes.is_empty() and (current.is_empty() or upserts.join(current, on=key, how="semi").is_empty()):
         # Only new keys: an append is the same single commit, without MERGE's join against the target's files.
         with_commit_retry(
-            lambda: write_deltalake(uri, upserts.to_arrow(), mode="append", commit_properties=commit.properties(operation))
+            lambda: write_deltalake(uri, arrow_stream(upserts), mode="append", commit_properties=commit.properties(operation))
         )
         return MergeStats(len(upserts), 0, DeltaTable(uri).version())
     source = pl.concat(

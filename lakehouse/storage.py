@@ -15,7 +15,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from lakehouse.faults import mid_write
+from lakehouse.faults import fault_armed, mid_write
 
 T = TypeVar("T")
 
@@ -144,7 +144,10 @@ def replace_where(
     """
 
     def write() -> None:
-        arrow, target_file_size = mid_write(crash_during, uri, data.to_arrow()) if crash_during else (data.to_arrow(), None)
+        if crash_during is not None and fault_armed(crash_during):
+            arrow, target_file_size = mid_write(crash_during, uri, data.to_arrow())
+        else:
+            arrow, target_file_size = arrow_stream(data), None
         write_deltalake(
             uri,
             arrow,
@@ -155,6 +158,16 @@ def replace_where(
         )
 
     with_commit_retry(write)
+
+
+WRITE_CHUNK_ROWS = 100_000
+
+
+def arrow_stream(data: pl.DataFrame) -> pa.RecordBatchReader:
+    """The frame as Arrow batches converted one slice at a time: a big write never holds a whole Arrow copy."""
+    schema = data.head(0).to_arrow().schema
+    batches = (batch for chunk in data.iter_slices(WRITE_CHUNK_ROWS) for batch in chunk.to_arrow().to_batches())
+    return pa.RecordBatchReader.from_batches(schema, batches)
 
 
 def with_commit_retry(write: Callable[[], T], attempts: int = 5) -> T:
