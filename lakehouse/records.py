@@ -208,14 +208,16 @@ def stage_records(
 
 
 def _stage_chunk(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
-    from lakehouse.records_fast import stage_fast  # imports this module: import it lazily
+    from lakehouse.records_fast import stage_vouched  # imports this module: import it lazily
 
-    fast = stage_fast(raw, fields, content_fields).with_row_index("_row")
-    slow = fast.filter(~pl.col("_fast")).get_column("_row")
-    staged = fast.filter(pl.col("_fast")).drop("_fast")
-    if slow.len():
+    staged = stage_vouched(raw, fields, content_fields)  # the lines it vouches for, with their `_row`, in any order
+    if staged.height < raw.len():
+        vouched = pl.repeat(False, raw.len(), eager=True).scatter(staged.get_column("_row"), True)
+        slow = (~vouched).arg_true()
         python = _stage_python(raw.gather(slow).to_list(), fields, content_fields).with_columns(_row=slow)
-        staged = pl.concat([staged, python.select(staged.columns)]).sort("_row")
+        staged = pl.concat([staged, python.select(staged.columns)])
+    if not staged.get_column("_row").is_sorted():
+        staged = staged.sort("_row")
     return staged.drop("_row")
 
 

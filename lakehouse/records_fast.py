@@ -1,24 +1,42 @@
-"""A vectorised Polars path for the common, plainly well-formed line; every other line takes the exact Python path.
+"""Vectorised Polars paths for plainly well-formed lines; every other line takes the exact Python path.
 
-It vouches for a line only when a strict grammar proves Python's strict parse would give the same
-answer: compact JSON (no whitespace), strings without escapes or control characters, integers of
-at most 18 digits (so within int64, no `-0`), `true`/`false`/`null`, objects nested one level with
-`[A-Za-z0-9_]` keys, no duplicate key at any level, every declared field absent, null or of its
-kind, and timestamps in the plain `YYYY-MM-DDTHH:MM:SS[.f](Z|+hh:mm)` form with a real calendar
-date, seconds below 60 and an offset within +-14:00. Anything else (whitespace, escapes, floats,
-wrong types, leap seconds, naive or odd timestamps, invalid UTF-8, deep nesting...) is not vouched
-for, and records.stage_records parses it line by line as before. The outputs are identical by
-construction; tests/unit/test_records_fast.py checks it against the Python path on faulty data.
+A tier vouches for a line only when a strict grammar proves Python's strict parse would give the same
+answer: compact JSON (no whitespace), strings without escapes or control characters, integers of at
+most 18 digits (so within int64, no `-0`), `true`/`false`/`null`, no float, no duplicate key at any
+level, and timestamps in the plain `YYYY-MM-DDTHH:MM:SS[.f](Z|+hh:mm)` form with a real calendar
+date, seconds below 60 and an offset within +-14:00.
+
+1. Templates. A feed's lines mostly share a few layouts: the same keys in the same order, the same
+   JSON type everywhere (objects and arrays nested a few levels included), only string and integer
+   values varying. A template is the layout of a line Python parsed, as a regex that matches exactly
+   the compact lines of that layout; every line it matches parses, in Python, to the same keys and
+   types. So `_shape`, `_extra_fields`, the states and where each value sits are worked out once per
+   template, in Python (and checked on a made-up line against Python's own rendering), and what
+   varies is read from each line split at its quotes (string contents have none). Layouts come from
+   a sample of the lines not matched yet, most frequent first.
+2. The generic grammar (`LINE`): any compact object nested one level, with `[A-Za-z0-9_]` nested keys,
+   every declared field absent, null or of its kind, each field found by a regex. For the lines no
+   template matched, when enough of them are left to beat Python.
+
+Anything else (whitespace, escapes, floats, leap seconds, naive or odd timestamps, invalid UTF-8,
+deep nesting...) is not vouched for, and records.stage_records parses it line by line as before. The
+outputs are identical by construction; tests/unit/test_records_fast.py checks it against the Python
+path on faulty data, each tier alone and both together.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
-from lakehouse.records import FieldKind, State
+from lakehouse.records import FieldKind, State, _field_value, canonical_json, json_type, parse_json_object
 
 _STR = r'"[^"\\\x00-\x1f]*"'
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"
@@ -27,7 +45,7 @@ _KEY = r'"[^"\\\x00-\x1f]*"'
 _NESTED = rf"\{{(?:\"[A-Za-z0-9_]+\":{_SCALAR}(?:,\"[A-Za-z0-9_]+\":{_SCALAR})*)?\}}"
 _VALUE = rf"(?:{_SCALAR}|{_NESTED})"
 LINE = rf"^\{{(?:{_KEY}:{_VALUE}(?:,{_KEY}:{_VALUE})*)?\}}$"
-_TS = r"^((?:19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2})T([0-1][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(?:\.([0-9]{1,9}))?(?:(Z)|([+-])([0-9]{2}):([0-5][0-9]))$"
+_TS = r"^(?:19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T(?:[0-1][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-5][0-9])$"
 _JSON_TYPES = {'"': "string", "{": "object", "t": "boolean", "f": "boolean", "n": "null"}  # else a digit or `-`
 _KINDS = {
     FieldKind.STRING: rf"^{_STR}$",
@@ -35,6 +53,434 @@ _KINDS = {
     FieldKind.TIMESTAMP: rf"^{_STR}$",
     FieldKind.OBJECT: rf"^{_NESTED}$",
 }
+
+TEMPLATE_SAMPLE = 128  # lines parsed in Python to find the next most frequent layout
+TEMPLATE_MIN_ROWS = 256  # a smaller group costs more in fixed Polars overhead than Python takes for it
+TEMPLATE_MIN_SAMPLED = 2  # a layout seen once in the sample may be a one-off
+MAX_TEMPLATES = 16
+MAX_TEMPLATE_NODES = 512  # JSON values in one layout: a bigger one is rare, and its regex large
+MAX_TEMPLATE_DEPTH = 8
+MAX_TEMPLATE_REGEX = 8192  # characters: a longer regex (long keys) takes a while to compile
+GENERIC_MIN_ROWS = 512  # fewer lines left than this: Python is as quick as the generic grammar's fixed cost
+UTF8_BLOCK_ROWS = 4096  # a chunk with invalid UTF-8 is checked line by line only in the blocks that hold it
+
+
+def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
+    """Columns as records.stage_records builds them, plus `_fast` (vouched), in line order; unvouched rows hold nulls."""
+    vouched = stage_vouched(raw, fields, content_fields).with_columns(_fast=pl.lit(True))
+    index = raw.to_frame("_raw").with_row_index("_row").select("_row")
+    full = index.join(vouched, on="_row", how="left", maintain_order="left").with_columns(pl.col("_fast").fill_null(False))
+    return full.select("_fast", pl.exclude("_fast", "_row"))
+
+
+def stage_vouched(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
+    """The lines a vectorised tier vouches for, staged: `_row` (position in `raw`, in no particular order) and
+    the columns records.stage_records builds. The lines left out are Python's to stage."""
+    text = _utf8(raw)
+    frames, leftover = _stage_templates(raw, text, fields, content_fields)
+    if leftover.len() >= GENERIC_MIN_ROWS:
+        frames.append(_stage_generic(text.gather(leftover), leftover, fields, content_fields))
+    if not frames:
+        return pl.DataFrame(schema=_schema(fields))
+    return pl.concat(frames, how="vertical")
+
+
+def _schema(fields: Mapping[str, FieldKind]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"_row": pl.get_index_type()}  # what arg_true gives
+    for name, kind in fields.items():
+        schema[name] = pl.Datetime("us", "UTC") if kind is FieldKind.TIMESTAMP else kind.polars_type
+        schema[f"{name}__state"] = pl.String()
+    return schema | {
+        "_parse_error": pl.String(),
+        "_extra_fields": pl.String(),
+        "_shape": pl.List(pl.String),
+        "_content_hash": pl.String(),
+    }
+
+
+def _utf8(raw: pl.Series) -> pl.Series:
+    """The lines as text, null where not valid UTF-8 (what Python's strict decode refuses: Polars checks the same)."""
+    try:
+        return raw.cast(pl.String)  # refuses the whole column if any line is invalid
+    except pl.exceptions.PolarsError:
+        pass
+    if raw.len() > UTF8_BLOCK_ROWS:  # invalid lines are rare: find the blocks that hold them
+        return pl.concat([_utf8(raw.slice(start, UTF8_BLOCK_ROWS)) for start in range(0, raw.len(), UTF8_BLOCK_ROWS)]).rechunk()
+    valid = pl.Series([line.isascii() or _is_utf8(line) for line in raw.to_list()], dtype=pl.Boolean)
+    return raw.zip_with(valid, pl.Series([None], dtype=pl.Binary).extend_constant(None, raw.len() - 1)).cast(pl.String)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _sha256_hex(texts: pl.Series) -> pl.Series:
+    """sha256 hex digest of each text's UTF-8 bytes (null stays null)."""
+    sha256 = hashlib.sha256
+    return pl.Series([None if b is None else sha256(b).hexdigest() for b in texts.cast(pl.Binary).to_list()], dtype=pl.String)
+
+
+def _timestamp(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(epoch microseconds in UTC, vouched) for the text of a plain RFC 3339 instant (see _TS)."""
+    day = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+    zulu = text.str.ends_with("Z")
+    zone = text.str.tail(6)  # `+hh:mm` unless zulu
+    fraction = text.str.slice(19).str.head(pl.when(zulu).then(-1).otherwise(-6)).str.slice(1)  # digits after `.`, or ""
+    micros_part = fraction.str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64, strict=False)
+    zone_minutes = zone.str.slice(1, 2).cast(pl.Int64, strict=False) * 60 + zone.str.slice(4, 2).cast(pl.Int64, strict=False)
+    offset_minutes = pl.when(zulu).then(0).when(zone.str.starts_with("-")).then(-zone_minutes).otherwise(zone_minutes)
+    seconds = (
+        text.str.slice(11, 2).cast(pl.Int64, strict=False) * 3600
+        + text.str.slice(14, 2).cast(pl.Int64, strict=False) * 60
+        + text.str.slice(17, 2).cast(pl.Int64, strict=False)
+    )
+    micros = day.cast(pl.Datetime("us")).cast(pl.Int64) + seconds * 1_000_000 + micros_part - offset_minutes * 60_000_000
+    vouched = text.str.contains(_TS) & day.is_not_null() & (offset_minutes.abs() <= 14 * 60)
+    return micros, vouched.fill_null(False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tier 1: templates
+
+
+class _Unsupported(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A varying string or integer value: piece `piece` of the line split at `"` (a string's content, or the
+    text between two strings that holds this integer and nothing else but punctuation)."""
+
+    piece: int
+    integer: bool
+
+
+@dataclass(frozen=True)
+class _Micros:
+    """The epoch microseconds of timestamp field `name`, parsed per line."""
+
+    name: str
+
+
+_Part = str | _Slot | _Micros  # literal text, a slot's text (a string's content, an integer's digits), a timestamp
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a line Python parsed looks like: its keys, types and literals, every string and integer a _Slot."""
+
+    regex: str  # matches exactly the compact lines of this layout
+    obj: dict[str, Any]  # the line as Python parsed it
+    layout: dict[str, Any]  # obj with each string and integer value replaced by its _Slot
+    tokens: Counter[int]  # non-string values in each piece between strings
+    quotes: int  # `"` in every line of the layout
+
+
+@dataclass(frozen=True)
+class _Template:
+    regex: str
+    quotes: int
+    columns: dict[str, list[_Part] | None]  # per field: its value's text, as parts; None when null
+    states: dict[str, str]  # per field; a timestamp's `ok` holds only for the lines it vouches for
+    timestamps: dict[str, _Slot]  # fields parsed per line: a line is vouched only when each is OK
+    hash_text: list[_Part] | None  # canonical_json of the content list; None when a content field is never OK
+    extra_fields: str | None
+    shape: list[str]
+    slots: list[_Slot]  # every slot any column reads
+
+
+def _layout_of(line: bytes) -> _Layout | None:
+    """The layout of `line`, or None when Python refuses the line or no template can express it."""
+    obj, _ = parse_json_object(line)
+    if obj is None:
+        return None
+    regex: list[str] = []
+    strings = 0  # quote pairs before the current position
+    tokens: Counter[int] = Counter()
+    nodes = 0
+
+    def walk(value: Any, depth: int) -> Any:
+        nonlocal strings, nodes
+        nodes += 1
+        if nodes > MAX_TEMPLATE_NODES or depth > MAX_TEMPLATE_DEPTH:
+            raise _Unsupported
+        if isinstance(value, dict):
+            regex.append(r"\{")
+            members = {}
+            for index, (key, item) in enumerate(value.items()):
+                regex.append(("," if index else "") + '"' + _regex_literal(_plain(key)) + '":')
+                strings += 1
+                members[key] = walk(item, depth + 1)
+            regex.append(r"\}")
+            return members
+        if isinstance(value, list):
+            regex.append(r"\[")
+            items = []
+            for index, item in enumerate(value):
+                regex.append("," if index else "")
+                items.append(walk(item, depth + 1))
+            regex.append(r"\]")
+            return items
+        if isinstance(value, str):
+            regex.append(_STR)
+            strings += 1
+            return _Slot(2 * strings - 1, integer=False)
+        tokens[2 * strings] += 1
+        if value is True or value is False or value is None:
+            regex.append(json.dumps(value))
+            return value
+        if isinstance(value, int):
+            regex.append(_INT)
+            return _Slot(2 * strings, integer=True)
+        raise _Unsupported  # a float
+
+    try:
+        layout = walk(obj, 1)
+    except _Unsupported:
+        return None
+    pattern = "^" + "".join(regex) + "$"
+    return _Layout(pattern, obj, layout, tokens, 2 * strings) if len(pattern) <= MAX_TEMPLATE_REGEX else None
+
+
+def _template(layout: _Layout, fields: Mapping[str, FieldKind], content_fields: list[str]) -> _Template:
+    """How to stage every line of `layout`: what is constant, worked out here by Python; where the rest is."""
+    obj, tokens = layout.obj, layout.tokens
+    node: Any
+    columns: dict[str, list[_Part] | None] = {}
+    states: dict[str, str] = {}
+    timestamps: dict[str, _Slot] = {}
+    contents: dict[str, list[_Part] | None] = {}  # each content field as json.dumps renders it in the content list
+    for name, kind in fields.items():
+        value, node = obj.get(name), layout.layout.get(name)  # node: a _Slot where value is a string or integer
+        state = _field_value(kind, value)[1]
+        if value is None:
+            expected, columns[name], contents[name] = State.MISSING, None, ["null"]
+        elif kind is FieldKind.STRING and isinstance(value, str):
+            expected, columns[name], contents[name] = State.OK, [node], ['"', node, '"']
+        elif kind is FieldKind.INTEGER and type(value) is int:
+            state = State.OK  # the line's value, not this one, counts: a slot holds at most 18 digits
+            expected, columns[name], contents[name] = State.OK, [node], [node]
+        elif kind is FieldKind.TIMESTAMP and isinstance(value, str):
+            state = State.OK  # the line's value, not this one, counts: each line is parsed
+            expected, columns[name], contents[name] = State.OK, [_Micros(name)], [_Micros(name)]
+            timestamps[name] = node
+        elif kind is FieldKind.OBJECT and isinstance(value, dict):
+            canonical = _canonical(node)
+            expected, columns[name], contents[name] = State.OK, canonical, ['"', *map(_escaped, canonical), '"']
+        else:
+            expected, columns[name], contents[name] = State.WRONG_TYPE, None, None
+        if state != expected:
+            raise _Unsupported  # cannot happen: the state these parts stand for is not Python's
+        states[name] = state
+    if all(contents[name] is not None for name in content_fields):
+        items = [[","] * (index > 0) + (contents[name] or []) for index, name in enumerate(content_fields)]
+        hash_text: list[_Part] | None = _joined(["["], *items, ["]"])
+    else:
+        hash_text = None  # Python hashes only lines whose content fields are all OK or missing
+    slots = {
+        p for parts in [*columns.values(), hash_text, list(timestamps.values())] if parts for p in parts if isinstance(p, _Slot)
+    }
+    if any(slot.integer and tokens[slot.piece] != 1 for slot in slots):
+        raise _Unsupported  # an integer sharing its piece with another value: not one strip away
+    unknown = sorted(set(obj) - set(fields))
+    template = _Template(
+        regex=layout.regex,
+        quotes=layout.quotes,
+        columns=columns,
+        states=states,
+        timestamps=timestamps,
+        hash_text=hash_text,
+        extra_fields=",".join(unknown) if unknown else None,
+        shape=[f"{key}:{json_type(value)}" for key, value in obj.items()],
+        slots=sorted(slots, key=lambda slot: slot.piece),
+    )
+    _check(template, layout.layout, fields, content_fields)
+    return template
+
+
+def _plain(key: str) -> str:
+    """A key as it appears in a line without escapes (a key that needs one cannot be matched)."""
+    if any(c in '"\\' or c < " " for c in key):
+        raise _Unsupported
+    return key
+
+
+@functools.lru_cache(maxsize=4096)
+def _regex_literal(text: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else f"\\x{{{ord(c):X}}}" for c in text)
+
+
+def _canonical(node: Any) -> list[_Part]:
+    """canonical_json of a value of the layout, as parts: sorted keys, compact separators."""
+    if isinstance(node, dict):
+        members = [
+            [","] * (i > 0) + [json.dumps(key, ensure_ascii=False) + ":", *_canonical(node[key])]
+            for i, key in enumerate(sorted(node))
+        ]
+        return _joined(["{"], *members, ["}"])
+    if isinstance(node, list):
+        return _joined(["["], *[[","] * (i > 0) + _canonical(item) for i, item in enumerate(node)], ["]"])
+    if isinstance(node, _Slot):
+        return [node] if node.integer else ['"', node, '"']  # contents without escapes or control characters
+    return [json.dumps(node)]
+
+
+def _escaped(part: _Part) -> _Part:
+    """A part of canonical JSON text as json.dumps renders it inside a string (a slot's text needs no escape)."""
+    return json.dumps(part, ensure_ascii=False)[1:-1] if isinstance(part, str) else part
+
+
+def _joined(*groups: list[_Part]) -> list[_Part]:
+    """The parts in order, adjacent literals merged."""
+    parts: list[_Part] = []
+    for part in (p for group in groups for p in group):
+        if isinstance(part, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += part
+        elif part != "":
+            parts.append(part)
+    return parts
+
+
+def _check(template: _Template, layout: Any, fields: Mapping[str, FieldKind], content_fields: list[str]) -> None:
+    """Fill the layout with made-up values and stage that line both ways, by Python and by the template's parts:
+    they must agree (a guard against a template builder bug, not against the data)."""
+    made_up = {slot: slot.piece if slot.integer else f"v{slot.piece}\u00e9,:{{}}[]" for slot in template.slots}
+    micros = 1_700_000_000_123_456
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: fill(item) for key, item in node.items()}
+        if isinstance(node, list):
+            return [fill(item) for item in node]
+        if isinstance(node, _Slot):
+            return made_up.get(node, node.piece if node.integer else "x")
+        return node
+
+    line = fill(layout)
+    pieces = json.dumps(line, ensure_ascii=False, separators=(",", ":")).split('"')
+    for slot in template.slots:
+        if (pieces[slot.piece].strip("{}[],:") if slot.integer else pieces[slot.piece]) != str(made_up[slot]):
+            raise _Unsupported
+
+    def render(parts: list[_Part]) -> str:
+        return "".join(p if isinstance(p, str) else str(micros) if isinstance(p, _Micros) else str(made_up[p]) for p in parts)
+
+    typed: dict[str, Any] = {}
+    for name, kind in fields.items():
+        parts = template.columns[name]
+        value, state = _field_value(kind, line.get(name))
+        if kind is FieldKind.TIMESTAMP and parts is not None:
+            value = micros  # the parse of a line's own timestamp is checked per line
+        if (render(parts) if parts is not None else None) != (None if value is None else str(value)):
+            raise _Unsupported
+        typed[name] = value
+    if template.hash_text is not None and render(template.hash_text) != canonical_json([typed[name] for name in content_fields]):
+        raise _Unsupported
+
+
+def _stage_templates(
+    raw: pl.Series, text: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]
+) -> tuple[list[pl.DataFrame], pl.Series]:
+    """Frames of the lines templates vouch for, and the rows of the valid UTF-8 lines no template matched."""
+    frames: list[pl.DataFrame] = []
+    pending = text.is_not_null().arg_true()  # rows no template matched yet, in order
+    unmatched = text.is_not_null()  # the same, as a mask
+    quotes: pl.Series | None = None
+    tried: set[str] = set()
+    while len(tried) < MAX_TEMPLATES and pending.len() >= TEMPLATE_MIN_ROWS:
+        sample = pending.gather_every(-(-pending.len() // TEMPLATE_SAMPLE))
+        layouts: dict[str, _Layout] = {}
+        counts: Counter[str] = Counter()
+        for line in raw.gather(sample).to_list():
+            layout = _layout_of(line)
+            if layout is not None and layout.regex not in tried:
+                counts[layout.regex] += 1
+                layouts.setdefault(layout.regex, layout)
+        # Layouts seen often enough to pay, most frequent first; the sample is redrawn from what they leave.
+        frequent = [
+            regex
+            for regex, count in counts.most_common()
+            if count >= TEMPLATE_MIN_SAMPLED and count * pending.len() >= TEMPLATE_MIN_ROWS * sample.len()
+        ]
+        if not frequent:
+            break
+        if len(frequent) > 1 and quotes is None:
+            quotes = text.str.count_matches('"', literal=True)  # every line of a layout has its count of quotes
+        for regex in frequent[: MAX_TEMPLATES - len(tried)]:
+            tried.add(regex)
+            try:
+                template = _template(layouts[regex], fields, content_fields)
+            except _Unsupported:
+                continue
+            candidates = pending if quotes is None else pending.filter(quotes.gather(pending) == template.quotes)
+            candidate_text = text if candidates.len() == text.len() else text.gather(candidates)
+            try:
+                matched = candidate_text.str.contains(regex)
+            except pl.exceptions.PolarsError:  # a regex beyond the engine's limits: its lines are left to the rest
+                continue
+            group = candidates.filter(matched)
+            if group.len() < TEMPLATE_MIN_ROWS:
+                continue
+            frames.append(_stage_template(template, candidate_text.filter(matched), group, fields))
+            unmatched.scatter(group, False)
+            pending = pending.filter(unmatched.gather(pending))
+    return frames, pending
+
+
+def _stage_template(template: _Template, text: pl.Series, rows: pl.Series, fields: Mapping[str, FieldKind]) -> pl.DataFrame:
+    """Stage lines that all match `template`: what varies is read from their pieces between quotes."""
+    pieces = pl.DataFrame({"_row": rows, "_text": text}).select("_row", _pieces=pl.col("_text").str.split('"'))
+    piece = pl.col("_pieces").list.get
+    frame = pieces.select(
+        "_row",
+        **{f"_slot{s.piece}": piece(s.piece).str.strip_chars("{}[],:") if s.integer else piece(s.piece) for s in template.slots},
+    )
+    del pieces
+
+    def text_of(parts: list[_Part]) -> pl.Expr:
+        exprs = [
+            pl.lit(p)
+            if isinstance(p, str)
+            else pl.col(f"_micros_{p.name}").cast(pl.String)
+            if isinstance(p, _Micros)
+            else pl.col(f"_slot{p.piece}")
+            for p in parts
+        ]
+        return exprs[0] if len(exprs) == 1 else pl.concat_str(exprs)
+
+    if template.timestamps:
+        parsed = {name: _timestamp(pl.col(f"_slot{slot.piece}")) for name, slot in template.timestamps.items()}
+        frame = frame.with_columns(
+            **{f"_micros_{name}": micros for name, (micros, _) in parsed.items()},
+            _vouched=pl.all_horizontal([ok for _, ok in parsed.values()]),
+        ).filter("_vouched")
+    columns: dict[str, pl.Expr] = {}
+    for name, kind in fields.items():
+        parts = template.columns[name]
+        dtype = pl.Datetime("us", "UTC") if kind is FieldKind.TIMESTAMP else kind.polars_type
+        if parts is None:
+            columns[name] = pl.lit(None, dtype=dtype)
+        elif kind is FieldKind.TIMESTAMP:
+            columns[name] = pl.col(f"_micros_{name}").cast(dtype)
+        else:
+            columns[name] = text_of(parts).cast(dtype)  # strict: an integer slot holds digits only
+        columns[f"{name}__state"] = pl.lit(template.states[name], dtype=pl.String)
+    columns["_parse_error"] = pl.lit(None, dtype=pl.String)
+    columns["_extra_fields"] = pl.lit(template.extra_fields, dtype=pl.String)
+    columns["_shape"] = pl.lit(template.shape, dtype=pl.List(pl.String))
+    columns["_hash_text"] = pl.lit(None, dtype=pl.String) if template.hash_text is None else text_of(template.hash_text)
+    out = frame.select("_row", **columns)
+    hashes = _sha256_hex(out.get_column("_hash_text")) if template.hash_text is not None else pl.lit(None, dtype=pl.String)
+    return out.with_columns(_content_hash=hashes).drop("_hash_text")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tier 2: the generic grammar
 
 
 def _value_of(name: str, kind: FieldKind) -> pl.Expr:
@@ -60,38 +506,6 @@ def _escape(name: str) -> str:
     return "".join(f"\\{c}" if not c.isalnum() and c != "_" else c for c in name)
 
 
-def _is_utf8(line: bytes) -> bool:
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _timestamp(value: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(epoch microseconds in UTC, vouched) for a JSON string value holding a plain RFC 3339 instant."""
-    text = value.str.strip_chars('"')
-    parts = text.str.extract_groups(_TS)
-    day = parts.struct.field("1").str.to_date("%Y-%m-%d", strict=False)
-    fraction = parts.struct.field("5").fill_null("").str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64)
-    sign = pl.when(parts.struct.field("7") == "-").then(-1).otherwise(1)
-    offset_minutes = sign * (parts.struct.field("8").cast(pl.Int64) * 60 + parts.struct.field("9").cast(pl.Int64))
-    offset_minutes = pl.when(parts.struct.field("6") == "Z").then(0).otherwise(offset_minutes)
-    micros = (
-        day.cast(pl.Datetime("us")).cast(pl.Int64)
-        + (
-            parts.struct.field("2").cast(pl.Int64) * 3600
-            + parts.struct.field("3").cast(pl.Int64) * 60
-            + parts.struct.field("4").cast(pl.Int64)
-        )
-        * 1_000_000
-        + fraction
-        - offset_minutes * 60_000_000
-    )
-    vouched = day.is_not_null() & (offset_minutes.abs() <= 14 * 60)
-    return micros, vouched.fill_null(False)
-
-
 def _keys_unique() -> pl.Expr:
     """No duplicate key at the top level (`_keys`), nor inside any nested object."""
     unique = pl.col("_keys").list.len() == pl.col("_keys").list.unique().list.len()
@@ -107,12 +521,10 @@ def _canonical_object(value: pl.Expr) -> pl.Expr:
     return pl.lit("{") + members.list.sort().list.join(",") + pl.lit("}")
 
 
-def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
-    """Columns as records.stage_records builds them, plus `_fast` (vouched); unvouched rows hold junk to replace."""
-    valid = pl.Series([line.isascii() or _is_utf8(line) for line in raw.to_list()], dtype=pl.Boolean)
-    text = raw.zip_with(valid, pl.Series([None], dtype=pl.Binary).extend_constant(None, raw.len() - 1)).cast(pl.String)
-    frame = pl.DataFrame({"_fast_text": text}).with_columns(_fast=pl.col("_fast_text").str.contains(LINE).fill_null(False))
-    frame = frame.with_columns(_fast_text=pl.when("_fast").then("_fast_text"))  # the rest is Python's: skip it
+def _stage_generic(text: pl.Series, rows: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
+    """The lines of `text` (valid UTF-8) the generic grammar vouches for, staged, with their `_row` from `rows`."""
+    frame = pl.DataFrame({"_row": rows, "_fast_text": text}).with_columns(_fast=pl.col("_fast_text").str.contains(LINE))
+    frame = frame.filter("_fast")  # the rest is Python's
     frame = frame.with_columns(_flat=_flat(pl.col("_fast_text")))
     # Each top-level member as `"key":` plus its value's first character, which names its JSON type here.
     members = pl.col("_flat").str.extract_all(rf"[{{,]{_KEY}:.")
@@ -124,7 +536,7 @@ def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: 
             + pl.element().str.tail(1).replace_strict(_JSON_TYPES, default="integer", return_dtype=pl.String)
         ),
     )
-    frame = frame.with_columns(_fast=pl.col("_fast") & _keys_unique().fill_null(False))
+    frame = frame.with_columns(_fast=_keys_unique().fill_null(False))
     frame = frame.with_columns(**{f"_json_{name}": _value_of(name, kind) for name, kind in fields.items()})
     columns: dict[str, pl.Expr] = {}
     vouched = pl.col("_fast")
@@ -137,14 +549,14 @@ def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: 
         elif kind is FieldKind.INTEGER:
             typed = value.cast(pl.Int64, strict=False)
         elif kind is FieldKind.TIMESTAMP:
-            typed, ts_ok = _timestamp(value)
+            typed, ts_ok = _timestamp(value.str.strip_prefix('"').str.strip_suffix('"'))
             kind_ok = kind_ok & ts_ok
         else:
             typed = _canonical_object(value)
         vouched = vouched & (missing | kind_ok)
         columns[name] = pl.when(missing).then(None).otherwise(typed)
         columns[f"{name}__state"] = pl.when(missing).then(pl.lit(State.MISSING)).otherwise(pl.lit(State.OK))
-    frame = frame.with_columns(_fast=vouched).with_columns(**columns)
+    frame = frame.with_columns(_fast=vouched).filter("_fast").with_columns(**columns)
     known = list(fields)
     keys = pl.col("_keys")
     extra = keys.list.set_difference(pl.lit(known, dtype=pl.List(pl.String))).list.sort()
@@ -152,16 +564,14 @@ def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: 
     content = [_content_literal(name, fields[name]) for name in content_fields]
     listed = pl.concat_str(content, separator=",") if content else pl.lit("")  # no content fields: the hash of []
     frame = frame.with_columns(_hash_text=pl.lit("[") + listed + pl.lit("]"))
-    hashes = [
-        hashlib.sha256(text.encode()).hexdigest() if fast else None
-        for text, fast in zip(frame.get_column("_hash_text").to_list(), frame.get_column("_fast").to_list(), strict=True)
-    ]
-    out = frame.with_columns(_content_hash=pl.Series(hashes, dtype=pl.String), _parse_error=pl.lit(None, dtype=pl.String))
-    selected = [pl.col("_fast")]
+    frame = frame.with_columns(
+        _content_hash=_sha256_hex(frame.get_column("_hash_text")), _parse_error=pl.lit(None, dtype=pl.String)
+    )
+    selected = [pl.col("_row")]
     for name, kind in fields.items():
         column = pl.col(name).cast(kind.polars_type)
         selected += [column.cast(pl.Datetime("us", "UTC")) if kind is FieldKind.TIMESTAMP else column, pl.col(f"{name}__state")]
-    return out.select(*selected, "_parse_error", "_extra_fields", "_shape", "_content_hash")
+    return frame.select(*selected, "_parse_error", "_extra_fields", "_shape", "_content_hash")
 
 
 def _content_literal(name: str, kind: FieldKind) -> pl.Expr:

@@ -1,5 +1,11 @@
-"""The vectorised staging path gives exactly what the line-by-line Python path gives, faults included."""
+"""The vectorised staging path gives exactly what the line-by-line Python path gives, faults included.
 
+Each comparison runs with the default thresholds and with each vectorised tier forced on for every
+line it can take (templates alone, the generic grammar alone, both), so a few lines exercise them all.
+"""
+
+import itertools
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -9,10 +15,10 @@ from polars.testing import assert_frame_equal
 
 from assets.billing_feed import BILLING_EVENTS
 from assets.sample_data import generate_landing
-from lakehouse import records
+from lakehouse import records, records_fast
 from lakehouse.landing import read_batch
 from lakehouse.records import stage_records
-from lakehouse.records_fast import stage_fast
+from lakehouse.records_fast import stage_fast, stage_vouched
 
 PLAIN = (
     b'{"event_id":"e1","source_version":1,"account_id":"a","event_type":"charge","event_ts":"2025-01-10T00:00:00Z",'
@@ -48,6 +54,104 @@ TRICKY = [
     b'{"event_id":"\xff"}',
     b"{}",
 ]
+TIERS = {
+    "default": {},
+    "templates": {"TEMPLATE_MIN_ROWS": 1, "TEMPLATE_MIN_SAMPLED": 1, "MAX_TEMPLATES": 10_000, "GENERIC_MIN_ROWS": 10**9},
+    "generic": {"MAX_TEMPLATES": 0, "GENERIC_MIN_ROWS": 0},
+    "both": {"TEMPLATE_MIN_ROWS": 1, "TEMPLATE_MIN_SAMPLED": 2, "GENERIC_MIN_ROWS": 0},
+}
+TS = b"2025-01-10T00:00:00Z"
+TIMESTAMPS = [
+    "2025-01-10T00:00:00.1Z",
+    "2025-01-10T00:00:00.123456Z",
+    "2025-01-10T00:00:00.1234567Z",
+    "2025-01-10T00:00:00.123456789Z",
+    "2025-01-10T00:00:00.1234567890Z",  # ten digits
+    "2025-01-10T00:00:00.Z",
+    "2025-01-10T00:00:00+00:00",
+    "2025-01-10T00:00:00-00:00",
+    "2025-01-10T00:00:00+14:00",
+    "2025-01-10T00:00:00-14:00",
+    "2025-01-10T00:00:00-14:01",
+    "2025-01-10T00:00:00+05:30",
+    "2025-01-10T00:00:00.5-09:45",
+    "2025-01-10T00:00:00+0530",
+    "2025-01-10T00:00:00+05:60",
+    "2025-01-10T00:00:00+99:00",
+    "2025-01-10T00:00:00z",
+    "2025-01-10T00:00:00ZZ",
+    "2025-01-10T24:00:00Z",
+    "2025-01-10T23:60:00Z",
+    "2025-01-10T23:59:59Z",
+    "2024-02-29T12:00:00Z",
+    "2023-02-29T12:00:00Z",
+    "2000-02-29T12:00:00Z",
+    "1900-02-29T12:00:00Z",
+    "1900-01-01T00:00:00+14:00",
+    "2999-12-31T23:59:59.999999-14:00",
+    "1899-12-31T23:59:59Z",
+    "3000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z",
+    "2025-04-31T00:00:00Z",
+    "2025-00-10T00:00:00Z",
+    "2025-01-00T00:00:00Z",
+    "2025-1-10T00:00:00Z",
+    "2025-01-10T00:00Z",
+    "",
+]
+STRINGS = ["", "é€𝄞", "\u2028", "\x7f", "a,b:c{d}[e]", "x y", "\ufeff", "true", "null", "0", '\\"', "\t"]
+INTEGERS = ["0", "-1", "7", "123456789012345678", "-123456789012345678", "1234567890123456789", "-0", "01", "1.5", "1e3", "-"]
+PAYLOADS = [
+    b'{"seats":3,"plan":"pro"}',  # to sort
+    b'{"ab":1,"a":2,"b":{"d":"x","c":null}}',  # a prefix sorts first; nested twice, sorted too
+    b'{"lines":[{"sku":"s","qty":2},{"qty":3,"sku":"t"}],"invoice":"inv_1"}',  # objects in an array
+    b'{"lines":[],"x":[[]],"y":{}}',
+    b'{"n":[1,2,3],"m":[true,false,null]}',  # integers sharing a piece
+    b'{"k\xc3\xa9":"v","a b":1,"x-y":-5,"":""}',  # keys of any character
+    b'{"big":12345678901234567890}',
+    b'{"f":1.5}',
+    b'{"e":"a\\"b"}',
+    b'{"a":1,"a":1}',
+    b"[1]",
+    b'"{}"',
+    b"7",
+    b"true",
+]
+
+
+def _variants() -> Iterator[bytes]:
+    """PLAIN with one value replaced: mostly the same layouts, so a template meets many values of each slot."""
+    for ts in TIMESTAMPS:
+        yield PLAIN.replace(TS, ts.encode())
+    for text, name in itertools.product(STRINGS, ["event_id", "currency", "payload"]):
+        old = b'"e1"' if name == "event_id" else b'"USD"' if name == "currency" else b'"x"'
+        yield PLAIN.replace(old, f'"{text}"'.encode("utf-8", "surrogatepass"), 1)
+    for integer, old in itertools.product(INTEGERS, [b'"amount_minor":100', b'"source_version":1', b'"z":1']):
+        yield PLAIN.replace(old, old.split(b":")[0] + b":" + integer.encode())
+    for payload in PAYLOADS:
+        yield PLAIN.replace(b'{"z":1,"a":"x","m":null,"t":true}', payload)
+    for name, value in itertools.product(BILLING_EVENTS.fields, [b"null", b"true", b"[]", b'{"a":1}', b"12", b'"s"', b"1.0"]):
+        start = PLAIN.index(f'"{name}":'.encode()) + len(name) + 3
+        end = PLAIN.index(b',"', start) if name != "payload" else len(PLAIN) - 1
+        yield PLAIN[:start] + value + PLAIN[end:]
+    for name in BILLING_EVENTS.fields:  # each field absent
+        start = PLAIN.index(f'"{name}":'.encode())
+        end = PLAIN.index(b',"', start) + 1 if name != "payload" else len(PLAIN) - 1
+        yield PLAIN[:start] + PLAIN[end:] if name != "payload" else PLAIN[: start - 1] + b"}"
+    yield PLAIN + b"\r"
+    yield PLAIN.replace(b'{"event_id"', b'{"zz":1,"event_id"')  # an unknown field first
+    yield PLAIN.replace(b'"currency":"USD"', b'"currency":"USD","channel":"web","x-y":[{"a":1}]')
+    yield PLAIN.replace(b'"currency":"USD"', b'"currency":"USD","\xc3\xa9":1')
+
+
+VARIANTS = list(_variants())
+
+
+@pytest.fixture(params=list(TIERS))
+def tier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name, value in TIERS[request.param].items():
+        monkeypatch.setattr(records_fast, name, value)
+    return str(request.param)
 
 
 def _both(raws: list[bytes]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -56,19 +160,34 @@ def _both(raws: list[bytes]) -> tuple[pl.DataFrame, pl.DataFrame]:
     return stage_records(rows, fields, content), stage_records(rows, fields, content, vectorised=False)
 
 
-def test_tricky_lines_stage_exactly_as_the_python_path() -> None:
+def test_tricky_lines_stage_exactly_as_the_python_path(tier: str) -> None:
     fast, reference = _both(TRICKY)
     assert_frame_equal(fast, reference)
 
 
-def test_the_vectorised_path_vouches_for_plain_lines_only() -> None:
+def test_tricky_values_in_shared_layouts_stage_exactly_as_the_python_path(tier: str) -> None:
+    fast, reference = _both(VARIANTS + TRICKY + [PLAIN.replace(b'"e1"', f'"e{n}"'.encode()) for n in range(300)])
+    assert_frame_equal(fast, reference)
+
+
+@pytest.mark.parametrize("tier", ["templates", "generic"], indirect=True)
+def test_the_vectorised_path_vouches_for_plain_lines_only(tier: str) -> None:
     vouched = stage_fast(pl.Series(TRICKY, dtype=pl.Binary), BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
     assert vouched.get_column("_fast").to_list()[:4] == [True, False, False, True]
     assert vouched.get_column("_fast").sum() < len(TRICKY) - 10  # the odd ones are left to Python
 
 
+def test_a_feed_of_one_layout_is_vouched_for_by_a_template_with_the_default_thresholds() -> None:
+    raws = [PLAIN.replace(b'"e1"', f'"e{n}"'.encode()).replace(b":100,", f":{n - 500},".encode()) for n in range(1000)]
+    raws[7] = PLAIN.replace(TS, b"2025-01-10T00:00:60Z")  # a leap second, in the template's layout: Python's
+    staged = stage_vouched(pl.Series(raws, dtype=pl.Binary), BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
+    assert sorted(staged.get_column("_row").to_list()) == [n for n in range(1000) if n != 7]
+    fast, reference = _both(raws)
+    assert_frame_equal(fast, reference)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_generated_landing_with_every_fault_stages_exactly_as_the_python_path(tmp_path: Path, seed: int) -> None:
+def test_generated_landing_with_every_fault_stages_exactly_as_the_python_path(tier: str, tmp_path: Path, seed: int) -> None:
     generate_landing(tmp_path, date(2025, 1, 1), days=2, events_per_day=400, seed=seed)
     raws = []
     for day in (date(2025, 1, 1), date(2025, 1, 2)):
@@ -77,13 +196,13 @@ def test_generated_landing_with_every_fault_stages_exactly_as_the_python_path(tm
     assert_frame_equal(fast, reference)
 
 
-def test_staging_in_chunks_keeps_every_line_in_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_staging_in_chunks_keeps_every_line_in_its_place(tier: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(records, "STAGE_CHUNK_ROWS", 4)  # chunk edges fall between fast and slow lines
     fast, reference = _both(TRICKY)
     assert_frame_equal(fast, reference)
 
 
-def test_a_feed_without_content_fields_hashes_the_empty_list_on_both_paths() -> None:
-    rows = pl.DataFrame({"_raw": TRICKY}, schema={"_raw": pl.Binary})
+def test_a_feed_without_content_fields_hashes_the_empty_list_on_both_paths(tier: str) -> None:
+    rows = pl.DataFrame({"_raw": TRICKY + VARIANTS}, schema={"_raw": pl.Binary})
     fast = stage_records(rows, BILLING_EVENTS.fields, [])
     assert_frame_equal(fast, stage_records(rows, BILLING_EVENTS.fields, [], vectorised=False))
