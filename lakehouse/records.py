@@ -22,9 +22,7 @@ import polars as pl
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # ASCII digits only, and the whole string (`\d` would take "２", `$` a trailing newline): RFC 3339 allows neither.
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))?", re.ASCII
-)
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))?", re.ASCII)
 MAX_OFFSET_MINUTES = 14 * 60
 # Deeper documents are malformed: a fixed limit, so the outcome never depends on the interpreter's stack depth.
 MAX_NESTING_DEPTH = 100
