@@ -11,6 +11,7 @@ root while it deletes, so no live write of this engine runs at all.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -46,23 +47,24 @@ def _size(table: Path, files: Iterable[str]) -> int:
 
 def _on_disk(path: Path, names: Iterable[str]) -> set[str]:
     """Paths relative to the table; a tombstone whose file an earlier vacuum deleted stays listed in the log, not on disk."""
-    relative = {str(Path(name).relative_to(path)) if Path(name).is_absolute() else name for name in names}
-    return {name for name in relative if (path / name).exists()}
+    base = str(path) + os.sep
+    relative = {name.removeprefix(base) for name in names}  # plain strings: thousands of files per table
+    return {name for name in relative if os.path.exists(base + name)}
 
 
-def _vacuum_list(path: Path, retention_hours: float, *, full: bool) -> set[str]:
+def _vacuum_list(table: DeltaTable, path: Path, retention_hours: float, *, full: bool) -> set[str]:
     # delta-rs takes whole hours; rounding down can only keep more files than asked, never fewer.
-    table = DeltaTable(str(path))
     return _on_disk(
         path, table.vacuum(retention_hours=int(retention_hours), dry_run=True, enforce_retention_duration=False, full=full)
     )
 
 
 def unreferenced_files(path: Path, retention_hours: float) -> TableFiles:
-    not_current = _vacuum_list(path, 0, full=True)
-    tombstones = _vacuum_list(path, 0, full=False)  # files a commit removed: older versions read them
+    table = DeltaTable(str(path))  # loaded once for the three dry runs
+    not_current = _vacuum_list(table, path, 0, full=True)
+    tombstones = _vacuum_list(table, path, 0, full=False)  # files a commit removed: older versions read them
     orphans = tuple(sorted(not_current - tombstones))
-    reclaimable = tuple(sorted(_vacuum_list(path, retention_hours, full=True)))
+    reclaimable = tuple(sorted(_vacuum_list(table, path, retention_hours, full=True)))
     return TableFiles(
         table=str(path.relative_to(path.parents[1])),
         orphans=orphans,
