@@ -378,8 +378,8 @@ class _Judged:
 
 
 def _judge_bronze(bronze_uri: str, arrival_date: date, feed: FeedSpec, contract: pa.DataFrameSchema, run_id: str) -> _Judged:
-    """Stage and judge bronze's lines of a day chunk by chunk, keeping only what publishing needs: a big
-    day's raw lines and staged columns never sit in memory whole (the rules are per record)."""
+    """Stage and judge bronze's lines of a day slice by slice, keeping only what publishing needs: the
+    staged columns (several times the raw lines) never exist for the whole day (the rules are per record)."""
     records, batch_ids, deliveries, rejects, shapes, added = 0, set(), [], [], [], Counter[str]()
     columns = ["_raw", *LINEAGE, "_batch_id"]
     for chunk in read_partition_chunks(bronze_uri, "_arrival_date", arrival_date, columns, STAGE_CHUNK_ROWS, BRONZE_SCHEMA):
