@@ -162,7 +162,7 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
             silver_rows_match_contract(silver_uri, touched, SILVER_KEY),
         ]
         yield from table_checks
-        failed_checks = [name for name, check in zip(TABLE_CHECKS, table_checks, strict=True) if not check.passed]
+        failed_checks = [str(check.check_name) for check in table_checks if not check.passed]
         if failed_checks:  # blocking: gold must not aggregate a broken silver
             raise dg.Failure(description=f"silver failed {', '.join(failed_checks)} after publishing; see the checks' metadata")
 

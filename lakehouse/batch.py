@@ -31,6 +31,7 @@ from lakehouse.resolution import LINEAGE, LINEAGE_WITH_BATCH, Resolution, resolv
 from lakehouse.settings import Settings
 from lakehouse.storage import (
     CommitInfo,
+    arrow_stream,
     ensure_table,
     read_partition_chunks,
     read_table,
@@ -331,7 +332,7 @@ def _fingerprint_old_ledger(ledger_uri: str, feed: FeedSpec, commit: CommitInfo)
     rows = rows.with_columns(key_fingerprints(rows.get_column(feed.key)).alias(KEY_FINGERPRINT))
     write_deltalake(
         ledger_uri,
-        rows.to_arrow(),
+        arrow_stream(rows),
         mode="overwrite",
         schema_mode="overwrite",
         partition_by=["_arrival_date"],
@@ -401,7 +402,7 @@ def _judge_bronze(bronze_uri: str, arrival_date: date, feed: FeedSpec, contract:
 
 
 def _raw_lines(bronze_uri: str, arrival_date: date, deliveries: pl.DataFrame) -> pl.DataFrame:
-    """The raw lines (with lineage) of some of a day's deliveries, streamed from bronze chunk by chunk."""
+    """The raw lines (with lineage) of some of a day's deliveries, matched in bronze's day slice by slice."""
     found = [pl.DataFrame(schema={"_raw": pl.Binary, **{c: BRONZE_SCHEMA[c] for c in LINEAGE}})]
     if not deliveries.is_empty():
         wanted = deliveries.select(LINEAGE)

@@ -115,26 +115,27 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
         raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {folder}")
     files, parts = [], []
     identities: list[tuple[int, int, int] | None] = []
-    hasher = ThreadPoolExecutor(1, thread_name_prefix="lakehouse-sha256")  # hashlib releases the GIL: digest while splitting
-    for path in _landing_files(folder):
-        relative = f"{arrival_date.isoformat()}/{path.name}"
-        raw, identity, changed = _read_once(path)
-        digest = hasher.submit(_sha256_hex, raw)
-        content, damage = _decode(path, raw)
-        lines, numbers = record_lines(content)
-        records = lines.filter(numbers.is_not_null())
-        files.append(LandedFile(relative, digest.result(), len(raw), lines.len(), records.len(), damage, changed))
-        identities.append(identity)
-        parts.append(
-            pl.DataFrame(
-                {
-                    "_raw": records,
-                    "_source_file": pl.repeat(relative, records.len(), eager=True),
-                    "_source_line": numbers.drop_nulls(),
-                }
+    with ThreadPoolExecutor(
+        1, thread_name_prefix="lakehouse-sha256"
+    ) as hasher:  # hashlib releases the GIL: digest while splitting
+        for path in _landing_files(folder):
+            relative = f"{arrival_date.isoformat()}/{path.name}"
+            raw, identity, changed = _read_once(path)
+            digest = hasher.submit(_sha256_hex, raw)
+            content, damage = _decode(path, raw)
+            lines, numbers = record_lines(content)
+            records = lines.filter(numbers.is_not_null())
+            files.append(LandedFile(relative, digest.result(), len(raw), lines.len(), records.len(), damage, changed))
+            identities.append(identity)
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "_raw": records,
+                        "_source_file": pl.repeat(relative, records.len(), eager=True),
+                        "_source_line": numbers.drop_nulls(),
+                    }
+                )
             )
-        )
-    hasher.shutdown()
     # A file may change after its own read while later files are read: check them all once more at the end.
     files = [
         f if f.changed else _replace_changed(f, _changed_since(folder / f.relative_path.split("/", 1)[1], identity))

@@ -47,9 +47,9 @@ def _size(table: Path, files: Iterable[str]) -> int:
 
 def _on_disk(path: Path, names: Iterable[str]) -> set[str]:
     """Paths relative to the table; a tombstone whose file an earlier vacuum deleted stays listed in the log, not on disk."""
-    base = str(path) + os.sep
-    relative = {name.removeprefix(base) for name in names}  # plain strings: thousands of files per table
-    return {name for name in relative if os.path.exists(base + name)}
+    base = str(path)
+    relative = {os.path.relpath(name, base) if os.path.isabs(name) else name for name in names}  # strings: thousands a table
+    return {name for name in relative if os.path.exists(os.path.join(base, name))}
 
 
 def _vacuum_list(table: DeltaTable, path: Path, retention_hours: float, *, full: bool) -> set[str]:

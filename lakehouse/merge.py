@@ -1,8 +1,8 @@
 """The one hand-written write: a keyed, partition-pruned Delta MERGE of the rows that actually changed.
 
 Callers state the desired end state of a scope (the rows a batch owns); this diffs it with the
-current rows and commits upserts and deletes in one atomic MERGE, or nothing when nothing
-changed, so a replay makes no commit and a re-run after a crash converges.
+current rows and commits upserts and deletes in one atomic MERGE (an append when every key is
+new), or nothing when nothing changed, so a replay makes no commit and a re-run after a crash converges.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -76,13 +75,3 @@ class LakehouseResource(dg.ConfigurableResource):
         )
         settings.validate()
         return settings
-
-
-def run_partition_keys(context: dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> list[str]:
-    """The partition keys a run targets, from its tags (works for asset checks too)."""
-    tags = context.run.tags
-    if RANGE_START_TAG in tags:
-        start, end = tags[RANGE_START_TAG], tags[RANGE_END_TAG]
-        first, last = date.fromisoformat(start), date.fromisoformat(end)
-        return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-    return [tags["dagster/partition"]] if "dagster/partition" in tags else []
