@@ -12,8 +12,8 @@ $(UV):
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet uv==$(UV_VERSION)
 
+# Bytecode is compiled once here: with PYTHONDONTWRITEBYTECODE set (as on CI), every process would recompile Dagster (~1.5 s a start).
 setup: $(UV)  ## install the locked dependencies into .venv, bytecode compiled
-	# Compiled once here: with PYTHONDONTWRITEBYTECODE set (as on CI), every process would recompile Dagster (~1.5 s a start).
 	$(UV) sync --frozen --compile-bytecode
 
 run: setup  ## the demo: generate sample data into ./demo-lakehouse and run everything
