@@ -72,6 +72,21 @@ def refresh_gold(settings: Settings, dates: list[date], caused_by: str, run_id: 
     return report
 
 
+def check_refresh(root: str, dates: list[date], report: RefreshReport) -> dg.AssetCheckResult:
+    """gold_matches_silver_aggregate for `dates`, on the silver snapshot the refresh read and the gold version it left."""
+    return gold_matches_silver_aggregate(
+        silver_uri=table_uri(root, "silver", BILLING_EVENTS.dataset),
+        gold_uri=table_uri(root, "gold", GOLD_TABLE),
+        dates=dates,
+        silver_version=report.source_version,
+        gold_version=report.table_version,
+        aggregate=daily_account_revenue,
+        gold_schema=GOLD_SCHEMA,
+        silver_columns=SILVER_COLUMNS,
+        asset_key=GOLD_KEY,
+    )
+
+
 def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping) -> dg.AssetsDefinition:
     @dg.asset(
         key=GOLD_KEY,
@@ -108,17 +123,7 @@ def build_gold(partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping
                 "silver_version_read": report.source_version,
             }
         )
-        check = gold_matches_silver_aggregate(
-            silver_uri=table_uri(settings.root, "silver", BILLING_EVENTS.dataset),
-            gold_uri=table_uri(settings.root, "gold", GOLD_TABLE),
-            dates=[date.fromisoformat(key) for key in context.partition_keys],
-            silver_version=report.source_version,
-            gold_version=report.table_version,
-            aggregate=daily_account_revenue,
-            gold_schema=GOLD_SCHEMA,
-            silver_columns=SILVER_COLUMNS,
-            asset_key=GOLD_KEY,
-        )
+        check = check_refresh(settings.root, [date.fromisoformat(key) for key in context.partition_keys], report)
         yield check
         if not check.passed:
             raise dg.Failure(description="gold does not match silver's aggregate; see gold_matches_silver_aggregate's metadata")

@@ -200,33 +200,22 @@ def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
 def _engine_dates(root: Path, dates: list[date]) -> None:
     """What a run does for each date, without Dagster: bronze, silver, gold and the checks' data work."""
     from assets.billing_feed import BILLING_EVENTS
-    from assets.gold import GOLD_KEY, GOLD_SCHEMA, GOLD_TABLE, SILVER_COLUMNS, daily_account_revenue, refresh_gold
+    from assets.gold import check_refresh, refresh_gold
     from assets.silver import SILVER_KEY
-    from checks.gold_checks import gold_matches_silver_aggregate
     from checks.silver_checks import silver_has_one_row_per_event_id, silver_rows_match_contract
     from lakehouse.batch import publish_silver
     from lakehouse.bronze import land_bronze
     from lakehouse.storage import table_uri
 
     settings = _settings(root)
-    silver_uri, gold_uri = table_uri(root, "silver", BILLING_EVENTS.dataset), table_uri(root, "gold", GOLD_TABLE)
+    silver_uri = table_uri(root, "silver", BILLING_EVENTS.dataset)
     for arrival in dates:
         land_bronze(settings, BILLING_EVENTS, arrival, "bench", "bench")
         report = publish_silver(settings, BILLING_EVENTS, arrival, "bench", "bench")
         silver_has_one_row_per_event_id(silver_uri, SILVER_KEY)
         silver_rows_match_contract(silver_uri, report.touched_event_dates, SILVER_KEY)
         refreshed = refresh_gold(settings, report.touched_event_dates, report.batch_id, "bench")
-        gold_matches_silver_aggregate(
-            silver_uri=silver_uri,
-            gold_uri=gold_uri,
-            dates=report.touched_event_dates,
-            silver_version=refreshed.source_version,
-            gold_version=refreshed.table_version,
-            aggregate=daily_account_revenue,
-            gold_schema=GOLD_SCHEMA,
-            silver_columns=SILVER_COLUMNS,
-            asset_key=GOLD_KEY,
-        )
+        check_refresh(str(root), report.touched_event_dates, refreshed)
 
 
 def _backfill_runs(root: Path, dates: list[date]) -> tuple[float, int]:
