@@ -402,15 +402,14 @@ def _judge_bronze(bronze_uri: str, arrival_date: date, feed: FeedSpec, contract:
 
 
 def _raw_lines(bronze_uri: str, arrival_date: date, deliveries: pl.DataFrame) -> pl.DataFrame:
-    """The raw lines (with lineage) of some of a day's deliveries, matched in bronze's day slice by slice."""
-    found = [pl.DataFrame(schema={"_raw": pl.Binary, **{c: BRONZE_SCHEMA[c] for c in LINEAGE}})]
-    if not deliveries.is_empty():
-        wanted = deliveries.select(LINEAGE)
-        for chunk in read_partition_chunks(
-            bronze_uri, "_arrival_date", arrival_date, ["_raw", *LINEAGE], STAGE_CHUNK_ROWS, BRONZE_SCHEMA
-        ):
-            found.append(chunk.join(wanted, on=LINEAGE, how="semi"))
-    return pl.concat(found)
+    """The raw lines (with lineage) of some of a day's deliveries: only their lines are kept from bronze's scan."""
+    schema: dict[str, pl.DataType] = {c: BRONZE_SCHEMA[c] for c in ["_raw", *LINEAGE]}
+    if deliveries.is_empty():
+        return pl.DataFrame(schema=schema)
+    lines = (pl.col("_arrival_date") == arrival_date) & pl.col("_source_line").is_in(
+        deliveries.get_column("_source_line").implode()
+    )
+    return read_table(bronze_uri, lines, list(schema), schema).join(deliveries.select(LINEAGE), on=LINEAGE, how="semi")
 
 
 def _newest(deliveries: pl.DataFrame, feed: FeedSpec) -> str | None:

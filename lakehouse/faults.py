@@ -104,7 +104,7 @@ def mid_write(name: str, uri: str, data: pa.Table) -> tuple[pa.Table | pa.Record
     """
     assert name in CRASH_POINTS, name
     armed = _armed()
-    if armed is None or (armed[0] != "trace" and armed[1] != name):
+    if armed is None or not fault_armed(name):
         return data, None
     mode, _, argument = armed
     if mode == "trace":

@@ -115,9 +115,8 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
         raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {folder}")
     files, parts = [], []
     identities: list[tuple[int, int, int] | None] = []
-    with ThreadPoolExecutor(
-        1, thread_name_prefix="lakehouse-sha256"
-    ) as hasher:  # hashlib releases the GIL: digest while splitting
+    # hashlib releases the GIL: each file is digested on a thread while its lines are split.
+    with ThreadPoolExecutor(1, thread_name_prefix="lakehouse-sha256") as hasher:
         for path in _landing_files(folder):
             relative = f"{arrival_date.isoformat()}/{path.name}"
             raw, identity, changed = _read_once(path)
@@ -225,8 +224,9 @@ def _complete_lines(content: bytearray) -> bytes:
 
 
 def record_lines(content: bytes) -> tuple[pl.Series, pl.Series]:
-    """Every physical line (as split_lines splits them) and, per line, its 1-based number, or null
-    where it is blank; vectorised, because a Python object per line costs seconds for a big day."""
+    """Every physical line without its LF/CRLF ending (a leading BOM dropped, a missing final newline
+    fine) and, per line, its 1-based number, or null where it is blank; vectorised, because a Python
+    object per line costs seconds for a big day."""
     if content.startswith(_BOM):
         content = content[len(_BOM) :]
     if not content:
@@ -252,18 +252,6 @@ def record_lines(content: bytes) -> tuple[pl.Series, pl.Series]:
     blank = [int(i) for i in maybe_blank if not content[starts[i] : ends[i]].strip(_JSON_WHITESPACE)]
     numbers = pl.Series("_source_line", np.arange(1, len(lengths) + 1, dtype=np.int64))
     return lines, numbers.scatter(blank, None) if blank else numbers
-
-
-def split_lines(content: bytes) -> list[bytes]:
-    """Lines without their LF/CRLF ending; a leading BOM is dropped and a missing final newline is fine."""
-    if content.startswith(_BOM):
-        content = content[len(_BOM) :]
-    if not content:
-        return []
-    lines = content.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
 def current_batch_id(root: str | Path, dataset: str, arrival_date: date) -> str:

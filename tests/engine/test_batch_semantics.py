@@ -221,3 +221,11 @@ def test_a_ledger_from_before_key_fingerprints_gets_them_once_and_still_finds_ea
         (2, date(2025, 1, 9))
     ]
     assert read_table(ledger_uri).get_column("_key_fp").null_count() == 0
+
+
+def test_a_conflict_loser_in_the_same_batch_is_quarantined_with_its_exact_raw_line(tmp_path: Path) -> None:
+    lines = [json.dumps(event("e1", amount=100)).encode(), json.dumps(event("e1", amount=101)).encode()]
+    land(tmp_path, D1, "a.jsonl", [*lines, event("e2"), event("e3"), event("e4")])
+    run_batch(tmp_path, D1, max_rejected_fraction=0.5)
+    [loser] = quarantine(tmp_path).filter(pl.col("_reason") == "version_conflict").rows(named=True)
+    assert loser["_raw"] == lines[loser["_source_line"] - 1]
