@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.billing_feed import BILLING_EVENTS
 from lakehouse.bronze import BronzeReport, land_bronze
+from lakehouse.landing import feed_level_ignored
 from lakehouse.resources import CODE_VERSION, LakehouseResource
 
 BRONZE_KEY = dg.AssetKey(["bronze", BILLING_EVENTS.dataset])
@@ -14,11 +15,13 @@ BRONZE_KEY = dg.AssetKey(["bronze", BILLING_EVENTS.dataset])
 WRITER_POOL = f"lakehouse_{BILLING_EVENTS.dataset}_writer"
 
 
-def _metadata(report: BronzeReport) -> dict[str, Any]:
+def _metadata(report: BronzeReport, strays: list[dict[str, object]]) -> dict[str, Any]:
     return {
         "batch_id": report.batch_id,
         "records": dg.MetadataValue.int(report.records),
         "source_files": dg.MetadataValue.json(report.files),
+        # Never silent: what the date's folder (and the feed's folder outside any date) holds that was not read.
+        "ignored_entries": dg.MetadataValue.json(report.ignored + strays),
         "table_version": report.table_version,
         "rewritten": report.rewritten,
     }
@@ -42,7 +45,8 @@ def build_bronze(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
             land_bronze(settings, BILLING_EVENTS, date.fromisoformat(key), context.run.run_id, CODE_VERSION, rate_limit)
             for key in sorted(context.partition_keys)
         ]
-        metadata = _metadata(reports[-1])
+        strays = [e.as_metadata() for e in feed_level_ignored(settings.root, BILLING_EVENTS.dataset)]
+        metadata = _metadata(reports[-1], strays)
         if len(reports) > 1:
             metadata["records"] = dg.MetadataValue.int(sum(r.records for r in reports))
             metadata["batches"] = dg.MetadataValue.json(

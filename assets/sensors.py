@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.landing import current_batch_id, fingerprint, landed_arrival_dates
+from lakehouse.landing import current_batch_id, fingerprint, ignored_summary, scan_landing
 from lakehouse.ops import OpsTables
 from lakehouse.resources import (
     BATCH_TAG,
@@ -55,7 +55,10 @@ def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg
             .to_list()
         )
         requests = []
-        for arrival in landed_arrival_dates(lakehouse.root, BILLING_EVENTS.dataset):
+        landing = scan_landing(lakehouse.root, BILLING_EVENTS.dataset)
+        if landing.ignored:  # never a run, but always in the evaluation, so an operator sees them in the UI
+            context.log.warning(ignored_summary(landing.ignored))
+        for arrival in landing.arrival_dates:
             if arrival < settings.partitions_start:
                 context.log.warning(
                     f"arrival date {arrival} is before the partitions start {settings.partitions_start}; not ingested"
@@ -74,7 +77,11 @@ def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg
                         tags={BATCH_TAG: batch_id, PRIORITY_TAG: REGULAR_PRIORITY},
                     )
                 )
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=json.dumps(seen, sort_keys=True),
+            skip_reason=ignored_summary(landing.ignored) if landing.ignored and not requests else None,
+        )
 
     @dg.sensor(
         job_name=gold_job,

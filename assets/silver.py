@@ -20,6 +20,7 @@ GATES = (
     "batch_counts_are_conserved",
     "landed_files_are_readable",
     "landed_files_are_unchanged",
+    "landing_has_no_symlinks",
     "schema_drift_is_compatible",
 )
 
@@ -145,13 +146,13 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
                 },
             )
         if not report.published:
-            failed = [g.name for g in report.gates if not g.passed]
+            failed = [g for g in report.gates if not g.passed]
             published = [r.arrival_date.isoformat() for r in reports if r.published]
+            remedies = "; ".join(dict.fromkeys(f"{g.name}: {g.remedy}" for g in failed))
             raise dg.Failure(
-                description=f"batch {report.batch_id[:12]} for {report.arrival_date} was not published: failed {', '.join(failed)}. "
-                "Silver and gold are unchanged; its rejects are in quarantine. Re-run after the upstream re-delivers, "
-                "or accept it with run config max_rejected_fraction (or accept_damaged_files)."
-                + (f" Published earlier in this run: {', '.join(published)}." if published else ""),
+                description=f"batch {report.batch_id[:12]} for {report.arrival_date} was not published: failed "
+                f"{', '.join(g.name for g in failed)}. Silver and gold are unchanged; its rejects are in quarantine. "
+                f"To publish it: {remedies}." + (f" Published earlier in this run: {', '.join(published)}." if published else ""),
                 metadata={**metadata, "incident_ids": dg.MetadataValue.json(report.incident_ids)},
             )
         yield dg.MaterializeResult(asset_key=SILVER_KEY, metadata=metadata)

@@ -22,6 +22,7 @@ from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, KEY_FINGERPRINT, FeedSpec
 from lakehouse.fingerprint import key_fingerprints
 from lakehouse.gates import Gate, evaluate_gates
+from lakehouse.landing import SYMLINK, split_recorded
 from lakehouse.locking import exclusive_writer
 from lakehouse.merge import MergeStats, apply_changes
 from lakehouse.ops import OpsTables, batch_record, dumps
@@ -125,7 +126,8 @@ def publish_silver(
             )
         batch_id = batch_ids[0]
         record = landed.filter(pl.col("batch_id") == batch_id)
-        files = json.loads(record.item(0, "files")) if record.height else []
+        recorded = json.loads(record.item(0, "files")) if record.height else []
+        files, ignored = split_recorded(recorded)
 
         for uri, schema, partition in (
             (silver_uri, feed.silver_schema, feed.partition),
@@ -151,6 +153,7 @@ def publish_silver(
         }
         damaged = [f for f in files if f.get("damage")]
         changed = [f for f in files if f.get("changed")]
+        symlinks = [e for e in ignored if e["ignored"] == SYMLINK]
         drift = detect_drift(
             judged.shapes,
             feed.fields,
@@ -160,7 +163,7 @@ def publish_silver(
             share=feed.drift_share,
         )
         gates = evaluate_gates(
-            feed, judged.records_in, counts, resolution, threshold, damaged, accept_damaged_files, changed, drift
+            feed, judged.records_in, counts, resolution, threshold, damaged, accept_damaged_files, changed, symlinks, drift
         )
         reasons = dict(sorted(own_quarantine.get_column("_reason").value_counts().iter_rows()))
         added = judged.added_fields
@@ -202,7 +205,7 @@ def publish_silver(
                 if not g.passed
             ]
             crash_point("after_incident_record")
-            ops.record_batch(batch_record(feed.dataset, arrival_date, batch_id, "gated", files, code_version, **facts), commit)
+            ops.record_batch(batch_record(feed.dataset, arrival_date, batch_id, "gated", recorded, code_version, **facts), commit)
             crash_point("after_gated_batch_record")
             return SilverReport(
                 batch_id,
@@ -261,7 +264,7 @@ def publish_silver(
                 arrival_date,
                 batch_id,
                 status,
-                files,
+                recorded,
                 code_version,
                 touched_event_dates=dumps([d.isoformat() for d in touched]),
                 **facts,

@@ -21,6 +21,7 @@ from lakehouse.throttle import RowRateLimit
 class BronzeReport:
     batch_id: str
     files: list[dict[str, object]]
+    ignored: list[dict[str, object]]  # entries of the date folder not read, with why (lakehouse.landing.IgnoredEntry)
     records: int
     table_version: int | None
     rewritten: bool  # False when bronze already held exactly this batch (a replay)
@@ -43,6 +44,7 @@ def land_bronze(
         rate_limit.acquire(batch.rows.height)
     with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
         files = [f.as_metadata() for f in batch.files]
+        ignored = [e.as_metadata() for e in batch.ignored]
         uri = table_uri(settings.root, "bronze", feed.dataset)
         ensure_table(uri, BRONZE_SCHEMA, ["_arrival_date"])
         held = read_table(uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"])
@@ -76,9 +78,15 @@ def land_bronze(
         if ops.batch(batch.batch_id).is_empty():
             ops.record_batch(
                 batch_record(
-                    feed.dataset, arrival_date, batch.batch_id, "landed", files, code_version, records_in=batch.rows.height
+                    feed.dataset,
+                    arrival_date,
+                    batch.batch_id,
+                    "landed",
+                    files + ignored,
+                    code_version,
+                    records_in=batch.rows.height,
                 ),
                 commit,
             )
             crash_point("after_batch_landed")
-        return BronzeReport(batch.batch_id, files, batch.rows.height, table_version(uri), rewritten=not replay)
+        return BronzeReport(batch.batch_id, files, ignored, batch.rows.height, table_version(uri), rewritten=not replay)

@@ -21,6 +21,7 @@ class Gate:
     observed: str
     guardrail: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    remedy: str = "re-run after the upstream re-delivers, or accept it with run config max_rejected_fraction"
 
 
 def evaluate_gates(
@@ -32,6 +33,7 @@ def evaluate_gates(
     damaged_files: list[dict[str, Any]],
     accept_damaged_files: bool,
     changed_files: list[dict[str, Any]],
+    symlinks: list[dict[str, Any]],
     drift: SchemaDrift,
 ) -> list[Gate]:
     quarantined = counts["quarantined"]
@@ -66,6 +68,7 @@ def evaluate_gates(
             "; ".join(f"{f['file']}: {f['damage']}" for f in damaged_files) or "every file read to its end",
             "every landed file is readable to its end" + (" (damage accepted by the operator)" if accept_damaged_files else ""),
             {"damaged_files": damaged_files, "damage_accepted": accept_damaged_files},
+            "re-run after the upstream re-delivers the file, or accept what was read with run config accept_damaged_files",
         ),
         Gate(
             # Not acceptable by the operator: what was read may be a torn mix of two versions of a file.
@@ -74,6 +77,16 @@ def evaluate_gates(
             "; ".join(f"{f['file']}: {f['changed']}" for f in changed_files) or "every file unchanged while read",
             "landing files are immutable: none changes or vanishes while its batch is read",
             {"changed_files": changed_files},
+            "re-run once the upstream has finished writing",
+        ),
+        Gate(
+            # Not acceptable by the operator: a symlink is never followed, so the fix is removing it.
+            "landing_has_no_symlinks",
+            not symlinks,
+            "; ".join(f"{e['file']} is a symlink" for e in symlinks) or "no symlink in the arrival-date folder",
+            "no symlink in an arrival-date folder (a symlink is never followed)",
+            {"symlinks": symlinks},
+            "remove the symlink (copy the file in instead), then re-run",
         ),
         schema_gate(drift),
     ]
@@ -90,4 +103,5 @@ def schema_gate(drift: SchemaDrift) -> Gate:
         f"{drift.policy.value} compatibility with contract v{drift.contract_version}"
         + (" (drift reported, never gated)" if drift.policy.value == "none" else ""),
         {"schema_drift": drift.as_dict()},
+        "re-run after the upstream re-delivers in the contract's shape, or change LAKEHOUSE_SCHEMA_COMPATIBILITY",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import zlib
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -55,15 +57,30 @@ class Batch:
     arrival_date: date
     files: tuple[LandedFile, ...]
     rows: pl.DataFrame  # one row per record: _raw, _source_file, _source_line
+    ignored: tuple[IgnoredEntry, ...] = ()  # the date folder's entries not read (a symlink among them holds the batch)
 
     @property
     def files_digest(self) -> str:
-        listing = "".join(f"{f.relative_path}\t{f.sha256}\n" for f in self.files)
-        return hashlib.sha256(listing.encode()).hexdigest()
+        return files_digest([(f.relative_path, f.sha256) for f in self.files], list(self.ignored))
+
+    @property
+    def held_by(self) -> list[IgnoredEntry]:
+        return [e for e in self.ignored if e.holds_batch]
 
     @property
     def batch_id(self) -> str:
         return batch_id_for(self.dataset, self.arrival_date, self.files_digest)
+
+
+def files_digest(files: list[tuple[str, str]], ignored: list[IgnoredEntry]) -> str:
+    """Digest of the (name, sha256) listing plus the entries that hold the batch; without those, as it always was."""
+    listing = "".join(f"{name}\t{sha256}\n" for name, sha256 in files) + _held_listing(ignored)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def split_recorded(entries: list[dict[str, object]]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """A batch record's `files` list as (landed files, ignored entries): bronze records both, marked by `ignored`."""
+    return [e for e in entries if "ignored" not in e], [e for e in entries if "ignored" in e]
 
 
 def batch_id_for(dataset: str, arrival_date: date, files_digest: str) -> str:
@@ -75,49 +92,188 @@ def feed_landing_dir(root: str | Path, dataset: str) -> Path:
     return Path(root) / "landing" / dataset
 
 
-def landed_arrival_dates(root: str | Path, dataset: str) -> list[date]:
-    """Arrival-date folders that hold at least one landing file; other folders are ignored."""
-    base = feed_landing_dir(root, dataset)
-    if not base.is_dir():
+# Why an entry of the landing folder is not ingested. A symlink is never followed, wherever it
+# points (out of the folder it is a way to read any file the pipeline can; inside it, a second
+# copy of a file): it holds its date's batch (gate `landing_has_no_symlinks`) until it is removed.
+HIDDEN = "hidden"  # `.` or `_` first: an upload in progress, a marker (Hadoop/Spark/Delta convention)
+SYMLINK = "symlink"
+NOT_A_DATE_FOLDER = "not_a_date_folder"
+NOT_IN_A_DATE_FOLDER = "not_in_a_date_folder"
+NESTED_FOLDER = "nested_folder"
+OTHER_EXTENSION = "other_extension"
+NOT_A_REGULAR_FILE = "not_a_regular_file"
+NAME_NOT_UTF8 = "name_not_utf8"  # lineage names files by UTF-8 text; such a name cannot be recorded
+
+
+@dataclass(frozen=True)
+class IgnoredEntry:
+    """An entry of the landing folder that is not ingested, and why; `path` is relative to the feed's folder."""
+
+    path: str  # printable: control characters and undecodable bytes escaped
+    reason: str
+    detail: str
+
+    @property
+    def holds_batch(self) -> bool:
+        return self.reason == SYMLINK
+
+    def as_metadata(self) -> dict[str, object]:
+        return {"file": self.path, "ignored": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class LandingScan:
+    """What the feed's landing folder holds now: dates with something to run, and everything not ingested."""
+
+    arrival_dates: list[date]  # dates with a landing file or an entry that holds their batch
+    ignored: list[IgnoredEntry]
+
+
+def printable(name: str) -> str:
+    """A name as one readable line: undecodable bytes as \\xNN, control characters (a newline) escaped."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith((".", "_"))
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir hands undecodable bytes over as lone surrogates
+        return False
+    return True
+
+
+def _arrival_date(name: str) -> date | None:
+    """The date a folder name spells in `YYYY-MM-DD`, or None (`2026-02-30`, `2026-1-05` and `x` are not dates)."""
+    try:
+        arrival = date.fromisoformat(name)
+    except ValueError:
+        return None
+    return arrival if name == arrival.isoformat() else None
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    dates = []
-    for folder in sorted(base.iterdir()):
-        try:
-            arrival = date.fromisoformat(folder.name)
-        except ValueError:
-            continue
-        if folder.is_dir() and folder.name == arrival.isoformat() and _landing_files(folder):
-            dates.append(arrival)
-    return dates
 
 
-def _landing_files(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.name.endswith(LANDING_SUFFIXES)), key=lambda p: p.name)
+def scan_date_folder(folder: Path, prefix: str) -> tuple[list[Path], list[IgnoredEntry]]:
+    """An arrival-date folder's landing files in name order, and every other entry with why it is not read.
+
+    Never follows a symlink: entries are judged by what they are, not what they point to.
+    """
+    files, ignored = [], []
+    for entry in _entries(folder):
+        shown = f"{prefix}{printable(entry.name)}"
+        if entry.is_symlink():
+            ignored.append(IgnoredEntry(shown, SYMLINK, "a symlink is never followed; it holds this date until removed"))
+        elif _is_hidden(entry.name):
+            ignored.append(IgnoredEntry(shown, HIDDEN, "starts with '.' or '_': temporary or marker, never read"))
+        elif entry.is_dir(follow_symlinks=False):
+            ignored.append(IgnoredEntry(shown + "/", NESTED_FOLDER, "a folder inside an arrival date: nothing in it is read"))
+        elif not entry.is_file(follow_symlinks=False):
+            ignored.append(IgnoredEntry(shown, NOT_A_REGULAR_FILE, "not a regular file (a pipe, socket or device)"))
+        elif not entry.name.endswith(LANDING_SUFFIXES):
+            ignored.append(IgnoredEntry(shown, OTHER_EXTENSION, f"only {', '.join(LANDING_SUFFIXES)} files are read"))
+        elif not _is_utf8(entry.name):
+            ignored.append(IgnoredEntry(shown, NAME_NOT_UTF8, "the name is not valid UTF-8, so lineage cannot name it"))
+        else:
+            files.append(Path(entry.path))
+    return files, ignored
+
+
+def scan_landing(root: str | Path, dataset: str) -> LandingScan:
+    """Every arrival date of a feed with something to run, and every entry (at any level) that is not ingested."""
+    dates, ignored = [], []
+    for entry in _entries(feed_landing_dir(root, dataset)):
+        shown, arrival = printable(entry.name), _arrival_date(entry.name)
+        if entry.is_symlink():
+            ignored.append(
+                IgnoredEntry(
+                    shown, SYMLINK, "a symlink is never followed" + ("; it holds this date until removed" if arrival else "")
+                )
+            )
+            if arrival is not None:
+                dates.append(arrival)
+        elif _is_hidden(entry.name):
+            ignored.append(IgnoredEntry(shown, HIDDEN, "starts with '.' or '_': temporary or marker, never read"))
+        elif not entry.is_dir(follow_symlinks=False):
+            ignored.append(IgnoredEntry(shown, NOT_IN_A_DATE_FOLDER, "files are read only inside an arrival-date folder"))
+        elif arrival is None:
+            ignored.append(IgnoredEntry(shown + "/", NOT_A_DATE_FOLDER, "not a real date in YYYY-MM-DD: nothing in it is read"))
+        else:
+            files, inside = scan_date_folder(Path(entry.path), f"{entry.name}/")
+            ignored += inside
+            if files or any(e.holds_batch for e in inside):
+                dates.append(arrival)
+    return LandingScan(dates, ignored)
+
+
+def ignored_summary(ignored: list[IgnoredEntry]) -> str:
+    """One message naming every entry not ingested and why (a sensor's evaluation, a log line)."""
+    listed = "; ".join(f"{e.path} ({e.reason})" for e in ignored)
+    return f"{len(ignored)} landing entr{'y' if len(ignored) == 1 else 'ies'} not ingested: {listed}"
+
+
+def feed_level_ignored(root: str | Path, dataset: str) -> list[IgnoredEntry]:
+    """The entries not ingested that lie outside any arrival-date folder (a stray folder or file, a hidden one)."""
+    return [e for e in scan_landing(root, dataset).ignored if "/" not in e.path.rstrip("/")]
+
+
+def landed_arrival_dates(root: str | Path, dataset: str) -> list[date]:
+    """Arrival dates with a landing file or an entry that holds their batch (see scan_landing)."""
+    return scan_landing(root, dataset).arrival_dates
+
+
+def _date_folder(root: str | Path, dataset: str, arrival_date: date) -> tuple[list[Path], list[IgnoredEntry]]:
+    """One date's landing files and ignored entries; a date folder that is itself a symlink is held, never followed."""
+    folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
+    if folder.is_symlink():
+        return [], [
+            IgnoredEntry(arrival_date.isoformat(), SYMLINK, "a symlink is never followed; it holds this date until removed")
+        ]
+    return scan_date_folder(folder, f"{arrival_date.isoformat()}/")
+
+
+def _held_listing(ignored: list[IgnoredEntry]) -> str:
+    """The entries that hold a batch are part of its identity: removing one names a new batch, which the sensor runs."""
+    return "".join(f"{e.path}\t{e.reason}\n" for e in ignored if e.holds_batch)
 
 
 def fingerprint(root: str | Path, dataset: str, arrival_date: date) -> str:
     """A cheap change detector (names, sizes, mtimes) so a sensor need not hash every file each tick."""
-    folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
+    files, ignored = _date_folder(root, dataset, arrival_date)
     parts = []
-    for path in _landing_files(folder):
+    for path in files:
         try:
-            stat = path.stat()
+            stat = path.stat(follow_symlinks=False)
         except FileNotFoundError:  # removed since the listing: it is not part of what landed now
             continue
         parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return hashlib.sha256(("|".join(parts) + _held_listing(ignored)).encode()).hexdigest()
 
 
 def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
-    """Read every landing file of an arrival date, files in name order and lines in file order."""
+    """Read every landing file of an arrival date, files in name order and lines in file order.
+
+    Only regular files are read, never through a symlink; every other entry comes back in `ignored`.
+    """
     folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
-    if not folder.is_dir():
+    if not folder.is_dir() and not folder.is_symlink():
         raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {folder}")
+    paths, ignored = _date_folder(root, dataset, arrival_date)
     files, parts = [], []
     identities: list[tuple[int, int, int] | None] = []
     # hashlib releases the GIL: each file is digested on a thread while its lines are split.
     with ThreadPoolExecutor(1, thread_name_prefix="lakehouse-sha256") as hasher:
-        for path in _landing_files(folder):
+        for path in paths:
             relative = f"{arrival_date.isoformat()}/{path.name}"
             raw, identity, changed = _read_once(path)
             digest = hasher.submit(_sha256_hex, raw)
@@ -140,11 +296,11 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
         f if f.changed else _replace_changed(f, _changed_since(folder / f.relative_path.split("/", 1)[1], identity))
         for f, identity in zip(files, identities, strict=True)
     ]
-    if not files:
+    if not files and not any(e.holds_batch for e in ignored):
         raise LandingError(f"no {'/'.join(LANDING_SUFFIXES)} files in {folder}")
     schema = {"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64}
     rows = pl.concat([part.cast(schema) for part in parts]) if parts else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
-    return Batch(dataset, arrival_date, tuple(files), rows)
+    return Batch(dataset, arrival_date, tuple(files), rows, tuple(ignored))
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -162,20 +318,29 @@ def _read_once(path: Path) -> tuple[bytes, tuple[int, int, int] | None, str | No
     between the two stats, or the bytes read disagree with its size.
     """
     try:
-        with path.open("rb") as handle:
+        with _open_landing_file(path) as handle:
             before = _identity(os.fstat(handle.fileno()))
             raw = handle.read()
             after = _identity(os.fstat(handle.fileno()))
     except FileNotFoundError:
         return b"", None, "vanished while the batch was being read"
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        return b"", None, "replaced by a symlink while the batch was being read"
     if before != after or len(raw) != after[1]:
         return raw, after, f"changed while being read ({before[1]} bytes before, {after[1]} after, {len(raw)} read)"
     return raw, after, None
 
 
+def _open_landing_file(path: Path) -> BinaryIO:
+    """Open for reading without following a symlink: one swapped in after the listing is refused (ELOOP)."""
+    return open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+
+
 def _changed_since(path: Path, identity: tuple[int, int, int] | None) -> str | None:
     try:
-        now = _identity(path.stat())
+        now = _identity(path.stat(follow_symlinks=False))
     except FileNotFoundError:
         return "vanished after it was read, before the batch finished reading"
     return None if now == identity else "changed (replaced or rewritten) after it was read"
@@ -256,12 +421,11 @@ def record_lines(content: bytes) -> tuple[pl.Series, pl.Series]:
 
 def current_batch_id(root: str | Path, dataset: str, arrival_date: date) -> str:
     """The batch id the landed files of a date would get now, hashing files without parsing lines."""
-    folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
-    listing = ""
-    for path in _landing_files(folder):
-        try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except FileNotFoundError:  # removed since the listing: it is not part of what landed now
+    paths, ignored = _date_folder(root, dataset, arrival_date)
+    listing = []
+    for path in paths:
+        raw, identity, _ = _read_once(path)
+        if identity is None:  # removed (or swapped for a symlink) since the listing: not part of what landed now
             continue
-        listing += f"{arrival_date.isoformat()}/{path.name}\t{digest}\n"
-    return batch_id_for(dataset, arrival_date, hashlib.sha256(listing.encode()).hexdigest())
+        listing.append((f"{arrival_date.isoformat()}/{path.name}", _sha256_hex(raw)))
+    return batch_id_for(dataset, arrival_date, files_digest(listing, ignored))

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from lakehouse.faults import crash_point
+from lakehouse.landing import split_recorded
 from lakehouse.merge import apply_changes
 from lakehouse.storage import CommitInfo, ensure_table, read_table, table_uri
 
@@ -25,7 +26,7 @@ BATCHES_SCHEMA: dict[str, pl.DataType] = {
     "dataset": pl.String(),
     "arrival_date": pl.Date(),
     "status": pl.String(),  # landed -> gated | published -> complete (gold refreshed)
-    "files": pl.String(),  # JSON list: file, sha256, bytes, lines, records
+    "files": pl.String(),  # JSON list: file, sha256, bytes, lines, records; entries not read: file, ignored, detail
     "records_in": pl.Int64(),
     "inserted": pl.Int64(),
     "updated": pl.Int64(),
@@ -141,7 +142,7 @@ class OpsTables:
             run_id=run_id,
             code_version=code_version,
             arrival_date=row["arrival_date"],
-            source_files=tuple(json.loads(row["files"] or "[]")),
+            source_files=tuple(split_recorded(json.loads(row["files"] or "[]"))[0]),
             counts=counts,
         )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
 
+from lakehouse.landing import scan_landing
 from lakehouse.maintenance import survey
 from lakehouse.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
 from lakehouse.storage import read_table, table_exists, table_uri
@@ -112,6 +114,7 @@ def collect_status(root: str, dataset: str, gold_table: str, retention_hours: fl
         "restatements": restatements.height,
         "schema": schema_status(ops.batch_rows(dataset)),
         "orphan_files": _orphans(root, retention_hours),
+        "landing_not_ingested": [asdict(entry) for entry in scan_landing(root, dataset).ignored],
     }
 
 
@@ -170,6 +173,9 @@ def render_status(status: dict[str, Any]) -> str:
             f"  {table:<40} {found['files']:>6} files {found['bytes']:>12,} bytes   "
             f"removable now by `lakehouse maintain`: {found['reclaimable_files']} files, {found['reclaimable_bytes']:,} bytes"
         )
+    strays = status["landing_not_ingested"]
+    lines.append(f"Landing entries not ingested: {len(strays) or 'none'}")
+    lines += [f"  {entry['path']:<40} {entry['reason']:<20} {entry['detail']}" for entry in strays]
     return "\n".join(lines)
 
 

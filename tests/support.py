@@ -12,6 +12,7 @@ from assets.billing_feed import BILLING_EVENTS
 from assets.gold import GOLD_TABLE, refresh_gold
 from lakehouse.batch import SilverReport, publish_silver
 from lakehouse.bronze import land_bronze
+from lakehouse.feed import BRONZE_SCHEMA
 from lakehouse.settings import Settings
 from lakehouse.storage import read_table, table_uri
 
@@ -82,6 +83,12 @@ def run_batch(root: Path, arrival: str | date, run_id: str = "test-run", **overr
     if report.published:
         refresh_gold(settings, report.touched_event_dates, report.batch_id, run_id)
     return report
+
+
+def bronze_rows(root: Path) -> pl.DataFrame:
+    return read_table(table_uri(root, "bronze", "billing_events"), empty_schema=BRONZE_SCHEMA).sort(
+        "_source_file", "_source_line"
+    )
 
 
 def silver(root: Path) -> pl.DataFrame:

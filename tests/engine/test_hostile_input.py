@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from lakehouse import landing
 from lakehouse.storage import read_table, table_uri
 from tests.support import event, gold, land, quarantine, run_batch, silver
 
@@ -270,22 +271,22 @@ def test_a_landing_file_changing_while_read_fails_the_batch_until_a_clean_rerun(
     land(tmp_path, D1, "a.jsonl", [event("a1"), event("a2")])
     land(tmp_path, D1, "b.jsonl", [event("b1")])
     a_path = tmp_path / "landing" / "billing_events" / D1 / "a.jsonl"
-    real_open = Path.open
+    real_open = landing._open_landing_file
 
-    def racing_open(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if self.name != trigger or mode != "rb":
-            return real_open(self, mode, *args, **kwargs)
+    def racing_open(self: Path) -> Any:
+        if self.name != trigger:
+            return real_open(self)
         if upstream is None:  # gone between the folder listing and the read
             self.unlink()
-            return real_open(self, mode, *args, **kwargs)
-        handle = real_open(self, mode, *args, **kwargs)
+            return real_open(self)
+        handle = real_open(self)
         if trigger == "a.jsonl":
             return _RacingHandle(handle, lambda: upstream(a_path))
         upstream(a_path)  # a.jsonl was read already: the upstream acts while b.jsonl is being read
         return handle
 
     with monkeypatch.context() as patch:
-        patch.setattr(Path, "open", racing_open)
+        patch.setattr(landing, "_open_landing_file", racing_open)
         report = run_batch(tmp_path, D1)
     gate = next(g for g in report.gates if g.name == "landed_files_are_unchanged")
     assert not report.published and not gate.passed, case
