@@ -25,10 +25,11 @@ test: setup  ## the whole test suite
 test-fast: setup  ## unit, engine and in-process Dagster tests only
 	$(UV) run --frozen pytest -m "not e2e"
 
-lint: setup  ## ruff lint and format check, mypy
+lint: setup  ## ruff lint and format check, mypy, the import contracts (pyproject.toml [tool.importlinter])
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
+	$(UV) run --frozen lint-imports --no-cache
 
 format: setup  ## apply ruff's fixes and formatting
 	$(UV) run --frozen ruff check --fix .

@@ -160,7 +160,7 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
         touched = sorted({d for r in reports if r.published for d in r.touched_event_dates})
         table_checks = [
             silver_has_one_row_per_event_id(silver_uri, SILVER_KEY),
-            silver_rows_match_contract(silver_uri, touched, SILVER_KEY),
+            silver_rows_match_contract(silver_uri, touched, SILVER_KEY, BILLING_EVENTS.silver_schema),
         ]
         yield from table_checks
         failed_checks = [str(check.check_name) for check in table_checks if not check.passed]

@@ -213,7 +213,7 @@ def _engine_dates(root: Path, dates: list[date]) -> None:
         land_bronze(settings, BILLING_EVENTS, arrival, "bench", "bench")
         report = publish_silver(settings, BILLING_EVENTS, arrival, "bench", "bench")
         silver_has_one_row_per_event_id(silver_uri, SILVER_KEY)
-        silver_rows_match_contract(silver_uri, report.touched_event_dates, SILVER_KEY)
+        silver_rows_match_contract(silver_uri, report.touched_event_dates, SILVER_KEY, BILLING_EVENTS.silver_schema)
         refreshed = refresh_gold(settings, report.touched_event_dates, report.batch_id, "bench")
         check_refresh(str(root), report.touched_event_dates, refreshed)
 

@@ -6,7 +6,6 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
-from assets.billing_feed import BILLING_EVENTS
 from checks.billing_contract import CURRENCIES, EVENT_TYPES
 from lakehouse.storage import read_table
 
@@ -74,11 +73,11 @@ def silver_has_one_row_per_event_id(silver_uri: str, asset_key: dg.AssetKey) -> 
     )
 
 
-def silver_rows_match_contract(silver_uri: str, dates: list[date], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+def silver_rows_match_contract(
+    silver_uri: str, dates: list[date], asset_key: dg.AssetKey, silver_schema: dict[str, pl.DataType]
+) -> dg.AssetCheckResult:
     rows = read_table(
-        silver_uri,
-        pl.col("event_date").is_in(pl.Series(dates, dtype=pl.Date).implode()),
-        empty_schema=BILLING_EVENTS.silver_schema,
+        silver_uri, pl.col("event_date").is_in(pl.Series(dates, dtype=pl.Date).implode()), empty_schema=silver_schema
     )
     metadata: dict[str, object] = {
         "rows_checked": rows.height,
