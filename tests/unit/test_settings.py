@@ -8,26 +8,10 @@ from pathlib import Path
 import pytest
 
 from lakehouse.settings import SettingError, Settings
+from tests.support import NON_DEFAULT_TEXTS
 
 ENV = {f.name: f.metadata["env"] for f in fields(Settings)}
 
-# One valid, non-default value per field, as its variable would hold it (a new field must be added here).
-NON_DEFAULT_TEXTS = {
-    "root": "elsewhere",
-    "allowed_lateness_days": "9",
-    "max_rejected_fraction": "0.2",
-    "partitions_start": "2025-01-03",
-    "partitions_end": "2025-01-20",
-    "lock_timeout_seconds": "45.5",
-    "schema_compatibility": "full",
-    "backfill_max_runs": "3",
-    "regular_max_runs": "4",
-    "backfill_partitions_per_run": "2",
-    "backfill_rows_per_second": "1000.0",
-    "backfill_step_concurrency": "2",
-    "regular_step_concurrency": "3",
-    "retention_hours": "24.0",
-}
 
 # (variable, text, rule the message states): one per class of mistake, and every kind of setting.
 BAD = [
