@@ -18,7 +18,6 @@ from lakehouse.resources import (
     TOUCHED_DATES_TAG,
     LakehouseResource,
 )
-from lakehouse.settings import Settings
 
 
 def gold_refresh_request(batch_id: str, arrival_date: date, touched: list[date], event_start: date) -> dg.RunRequest:
@@ -36,9 +35,7 @@ def gold_refresh_request(batch_id: str, arrival_date: date, touched: list[date],
     )
 
 
-def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg.SensorDefinition]:
-    event_start = settings.event_partitions_start
-
+def build_sensors(ingest_job: str, gold_job: str) -> list[dg.SensorDefinition]:
     @dg.sensor(
         job_name=ingest_job,
         minimum_interval_seconds=30,
@@ -46,16 +43,17 @@ def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg
         description="Requests the ingest run for an arrival date when its landing files appear or change.",
     )
     def billing_events_landing_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
+        settings = lakehouse.settings()
         seen: dict[str, str] = json.loads(context.cursor or "{}")
         done = set(
-            OpsTables(lakehouse.root)
+            OpsTables(settings.root)
             .batch_rows(BILLING_EVENTS.dataset)
             .filter(pl.col("status") == "complete")
             .get_column("batch_id")
             .to_list()
         )
         requests = []
-        landing = scan_landing(lakehouse.root, BILLING_EVENTS.dataset)
+        landing = scan_landing(settings.root, BILLING_EVENTS.dataset)
         if landing.ignored:  # never a run, but always in the evaluation, so an operator sees them in the UI
             context.log.warning(ignored_summary(landing.ignored))
         for arrival in landing.arrival_dates:
@@ -64,11 +62,11 @@ def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg
                     f"arrival date {arrival} is before the partitions start {settings.partitions_start}; not ingested"
                 )
                 continue
-            change = fingerprint(lakehouse.root, BILLING_EVENTS.dataset, arrival)
+            change = fingerprint(settings.root, BILLING_EVENTS.dataset, arrival)
             if seen.get(arrival.isoformat()) == change:
                 continue
             seen[arrival.isoformat()] = change
-            batch_id = current_batch_id(lakehouse.root, BILLING_EVENTS.dataset, arrival)
+            batch_id = current_batch_id(settings.root, BILLING_EVENTS.dataset, arrival)
             if batch_id not in done:  # run key = batch id: the same files never trigger twice
                 requests.append(
                     dg.RunRequest(
@@ -90,13 +88,14 @@ def build_sensors(settings: Settings, ingest_job: str, gold_job: str) -> list[dg
         description="Restates gold: after each published batch, refreshes every event date it touched.",
     )
     def billing_events_gold_refresh_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
-        published = OpsTables(lakehouse.root).batch_rows(BILLING_EVENTS.dataset).filter(pl.col("status") == "published")
+        settings = lakehouse.settings()
+        published = OpsTables(settings.root).batch_rows(BILLING_EVENTS.dataset).filter(pl.col("status") == "published")
         requests = [
             gold_refresh_request(
                 row["batch_id"],
                 row["arrival_date"],
                 [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")],
-                event_start,
+                settings.event_partitions_start,
             )
             for row in published.iter_rows(named=True)
         ]

@@ -11,11 +11,20 @@ import time
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
-from lakehouse.settings import Settings
+from lakehouse.settings import DAY, DEFAULT_ROOT, SettingError, Settings, kind_of, option_type
 
 DATASET, GOLD_TABLE = "billing_events", "daily_account_revenue"
 DEMO_MARKER = ".lakehouse-demo"
+DAY_ARG = option_type(DAY)  # an impossible date (2026-02-30) is an argument error, not a traceback
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An operator's mistake in the arguments gets one line naming the argument (not the usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -27,8 +36,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_generate(args: argparse.Namespace) -> int:
     from assets.sample_data import generate_landing
 
+    root = Path(_settings(args).root)
     try:
-        summary = generate_landing(Path(_settings(args).root), args.start, args.days, args.events_per_day, args.seed)
+        summary = generate_landing(root, args.start, args.days, args.events_per_day, args.seed)
     except (FileExistsError, ValueError) as error:
         print(f"lakehouse generate: {error}", file=sys.stderr)
         return 2
@@ -99,6 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lakehouse.status import collect_status, render_status
 
     root = Path(args.root or os.environ.get("LAKEHOUSE_ROOT") or "demo-lakehouse")
+    settings = Settings.from_env(root=str(root))  # every setting checked before anything is written
     if root.exists() and any(root.iterdir()):
         if not (root / DEMO_MARKER).exists():
             print(f"{root} exists and is not a demo root; choose another --root", file=sys.stderr)
@@ -107,7 +118,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root.mkdir(parents=True)
     (root / DEMO_MARKER).write_text("made by `lakehouse demo`; it deletes and re-creates this folder\n")
     os.environ["LAKEHOUSE_ROOT"] = str(root)
-    settings = Settings.from_env(root=str(root))
     started = time.perf_counter()
     summary = generate_landing(root, args.start, args.days, args.events_per_day, args.seed)
     print(
@@ -171,15 +181,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lakehouse", description="A production-safe Dagster + Delta Lake lakehouse for billing events."
-    )
+    parser = OneLineParser(prog="lakehouse", description="A production-safe Dagster + Delta Lake lakehouse for billing events.")
     commands = parser.add_subparsers(dest="command", required=True)
-    root_help = "storage root (default: $LAKEHOUSE_ROOT or ./.lakehouse)"
+    root_help = f"storage root (default: $LAKEHOUSE_ROOT or ./{DEFAULT_ROOT})"
 
     generate = commands.add_parser("generate", help="write realistic landing files, faults included, reproducible by seed")
     generate.add_argument("--root", help=root_help)
-    generate.add_argument("--start", type=date.fromisoformat, required=True, help="first arrival date, YYYY-MM-DD")
+    generate.add_argument("--start", type=DAY_ARG, required=True, help="first arrival date, YYYY-MM-DD")
     generate.add_argument("--days", type=int, required=True)
     generate.add_argument("--events-per-day", type=int, required=True)
     generate.add_argument("--seed", type=int, required=True)
@@ -187,8 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the pipeline for arrival dates (default: every landed date not yet published)")
     run.add_argument("--root", help=root_help)
-    run.add_argument("--arrival-date", type=date.fromisoformat, action="append", help="YYYY-MM-DD; repeat for several")
-    run.add_argument("--max-rejected-fraction", type=float, help="accept a gated batch explicitly with a raised threshold")
+    run.add_argument("--arrival-date", type=DAY_ARG, action="append", help="YYYY-MM-DD; repeat for several")
+    run.add_argument(
+        "--max-rejected-fraction",
+        type=option_type(kind_of("max_rejected_fraction")),
+        help="accept a gated batch explicitly with a raised threshold",
+    )
     run.add_argument(
         "--accept-damaged-files", action="store_true", help="publish what could be read of a corrupt or truncated .gz file"
     )
@@ -198,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--root", help="a fresh folder (default: $LAKEHOUSE_ROOT or ./demo-lakehouse; re-created if a previous demo made it)"
     )
-    demo.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
+    demo.add_argument("--start", type=DAY_ARG, default=date(2025, 1, 1))
     demo.add_argument("--days", type=int, default=5)
     demo.add_argument("--events-per-day", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=7)
@@ -217,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill = commands.add_parser("backfill", help="launch a Dagster backfill of arrival dates through the running UI")
     backfill.add_argument("--root", help=root_help)
-    backfill.add_argument("--from", type=date.fromisoformat, help="first arrival date, YYYY-MM-DD")
-    backfill.add_argument("--to", type=date.fromisoformat, help="last arrival date, inclusive")
+    backfill.add_argument("--from", type=DAY_ARG, help="first arrival date, YYYY-MM-DD")
+    backfill.add_argument("--to", type=DAY_ARG, help="last arrival date, inclusive")
     backfill.add_argument("--cancel", metavar="ID", help="cancel the backfill ID instead of launching one")
     backfill.add_argument(
         "--assets", nargs="+", help="asset keys like silver/billing_events (default: bronze, silver and quarantine)"
@@ -234,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     maintain.add_argument("--root", help=root_help)
     maintain.add_argument("--dry-run", action="store_true", help="list what would be removed; delete nothing")
     maintain.add_argument(
-        "--retention-hours", type=float, help="keep files younger than this (default: $LAKEHOUSE_RETENTION_HOURS or 168)"
+        "--retention-hours",
+        type=option_type(kind_of("retention_hours")),
+        help=f"keep files younger than this (default: $LAKEHOUSE_RETENTION_HOURS or {Settings.retention_hours:g})",
     )
     maintain.set_defaults(func=cmd_maintain)
     return parser
@@ -242,7 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SettingError as error:  # raised before any command writes: each reads its settings first
+        print(f"lakehouse: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

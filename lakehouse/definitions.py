@@ -83,7 +83,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[bronze, silver, gold],
         jobs=[ingest, refresh],
-        sensors=build_sensors(settings, INGEST_JOB, GOLD_JOB),
+        sensors=build_sensors(INGEST_JOB, GOLD_JOB),
         resources={"lakehouse": LakehouseResource.from_settings(settings)},
         executor=run_kind_executor(settings),
     )

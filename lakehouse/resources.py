@@ -22,31 +22,27 @@ CODE_VERSION = __version__
 
 
 class LakehouseResource(dg.ConfigurableResource):
-    """Storage root and data policies; build it with `from_settings` so env and CLI agree."""
+    """Every setting, carried whole: build it with `from_settings`, read it back with `settings()`.
 
-    root: str
-    allowed_lateness_days: int = 7
-    max_rejected_fraction: float = 0.05
-    lock_timeout_seconds: float = 600.0
-    backfill_rows_per_second: float = 0.0
-    backfill_partitions_per_run: int = 5
+    The settings travel as their texts, keyed by field name, so the resource declares no field of its own
+    that could drift from `Settings` (each setting is parsed and checked by its one declaration there).
+    """
+
+    settings_texts: dict[str, str]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LakehouseResource:
-        return cls(
-            root=settings.root,
-            allowed_lateness_days=settings.allowed_lateness_days,
-            max_rejected_fraction=settings.max_rejected_fraction,
-            lock_timeout_seconds=settings.lock_timeout_seconds,
-            backfill_rows_per_second=settings.backfill_rows_per_second,
-            backfill_partitions_per_run=settings.backfill_partitions_per_run,
-        )
+        return cls(settings_texts=settings.texts())
+
+    def settings(self) -> Settings:
+        return Settings.from_texts(self.settings_texts)
 
     def rate_limit(self, run_tags: Mapping[str, str]) -> RowRateLimit | None:
         """The shared rows-per-second cap for a backfill's run; regular runs are never throttled."""
         if BACKFILL_TAG not in run_tags:
             return None
-        return backfill_rate_limit(self.root, self.backfill_rows_per_second)
+        settings = self.settings()
+        return backfill_rate_limit(settings.root, settings.backfill_rows_per_second)
 
     def applied_caps(
         self, run_tags: Mapping[str, str], partitions: int, rate_limit: RowRateLimit | None = None
@@ -56,22 +52,10 @@ class LakehouseResource(dg.ConfigurableResource):
             return {}
         caps: dict[str, Any] = {
             "backfill_id": run_tags[BACKFILL_TAG],
-            "backfill_rows_per_second_cap": self.backfill_rows_per_second or "none",
+            "backfill_rows_per_second_cap": self.settings().backfill_rows_per_second or "none",
             "backfill_partitions_in_run": dg.MetadataValue.int(partitions),
         }
         if rate_limit is not None:
             caps["throttle_rows_charged"] = dg.MetadataValue.int(rate_limit.rows)
             caps["throttle_wait_seconds"] = dg.MetadataValue.float(round(rate_limit.waited_seconds, 3))
         return caps
-
-    def settings(self) -> Settings:
-        settings = Settings(
-            root=self.root,
-            allowed_lateness_days=self.allowed_lateness_days,
-            max_rejected_fraction=self.max_rejected_fraction,
-            lock_timeout_seconds=self.lock_timeout_seconds,
-            backfill_rows_per_second=self.backfill_rows_per_second,
-            backfill_partitions_per_run=self.backfill_partitions_per_run,
-        )
-        settings.validate()
-        return settings

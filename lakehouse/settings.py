@@ -1,15 +1,68 @@
-"""Every tunable of the pipeline, read from the environment in one place."""
+"""Every tunable of the pipeline, each declared once: its environment variable, default, parser and rule."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from lakehouse.drift import Compatibility
 
+T = TypeVar("T")
 DEFAULT_ROOT = ".lakehouse"
 SCHEMA_COMPATIBILITIES = tuple(c.value for c in Compatibility)
+_KIND = "lakehouse.setting"  # the dataclass-field metadata key that holds a field's Kind
+
+
+class SettingError(ValueError):
+    """A setting with a bad value; the message is one line naming the variable (or option) and the value."""
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    """How one setting is read from text, written back to text, and what values it accepts."""
+
+    parse: Callable[[str], T]
+    accepts: Callable[[T], bool]
+    rule: str  # completes "<name> must be ..."
+    text: Callable[[T], str] = str
+
+
+def _whole(minimum: int) -> Kind[int]:
+    return Kind(int, lambda v: v >= minimum, f"a whole number >= {minimum}")
+
+
+def _number(low: float, high: float | None = None) -> Kind[float]:
+    if high is None:
+        return Kind(float, lambda v: v >= low, f"a number >= {low:g}")
+    return Kind(float, lambda v: low <= v <= high, f"a number within [{low:g}, {high:g}]")
+
+
+def _optional(kind: Kind[T]) -> Kind[T | None]:
+    """An empty text means unset (None): the feed's own policy, or no stretch of the partitions."""
+    return Kind(
+        lambda raw: kind.parse(raw) if raw else None,
+        lambda v: v is None or kind.accepts(v),
+        kind.rule,
+        lambda v: "" if v is None else kind.text(v),
+    )
+
+
+def _is_folder_or_uri(root: str) -> bool:
+    return "://" in root or not (Path(root).exists() and not Path(root).is_dir())
+
+
+ROOT = Kind(str, _is_folder_or_uri, "a folder or an object-store URI, not an existing file")
+DAY = Kind(date.fromisoformat, lambda v: True, "a real date YYYY-MM-DD", date.isoformat)
+POLICY = _optional(Kind(str, lambda v: v in SCHEMA_COMPATIBILITIES, f"one of {', '.join(SCHEMA_COMPATIBILITIES)}"))
+
+
+def setting(default: T, env: str | None, kind: Kind[Any]) -> T:
+    """A Settings field; `env` None means no environment variable (the CLI sets it)."""
+    return field(default=default, metadata={_KIND: kind, "env": env})
 
 
 @dataclass(frozen=True)
@@ -38,20 +91,20 @@ class Settings:
             younger than this needs, and any unreferenced file younger than this.
     """
 
-    root: str = DEFAULT_ROOT
-    allowed_lateness_days: int = 7
-    max_rejected_fraction: float = 0.05
-    partitions_start: date = date(2025, 1, 1)
-    partitions_end: date | None = None  # an arrival date the partitions must reach even if it is in the future
-    lock_timeout_seconds: float = 600.0
-    schema_compatibility: str | None = None  # None: the feed's own policy
-    backfill_max_runs: int = 2
-    regular_max_runs: int = 2
-    backfill_partitions_per_run: int = 5
-    backfill_rows_per_second: float = 0.0
-    backfill_step_concurrency: int = 1
-    regular_step_concurrency: int = 2
-    retention_hours: float = 168.0
+    root: str = setting(DEFAULT_ROOT, "LAKEHOUSE_ROOT", ROOT)
+    allowed_lateness_days: int = setting(7, "LAKEHOUSE_ALLOWED_LATENESS_DAYS", _whole(0))
+    max_rejected_fraction: float = setting(0.05, "LAKEHOUSE_MAX_REJECTED_FRACTION", _number(0, 1))
+    partitions_start: date = setting(date(2025, 1, 1), "LAKEHOUSE_PARTITIONS_START", DAY)
+    partitions_end: date | None = setting(None, None, _optional(DAY))
+    lock_timeout_seconds: float = setting(600.0, "LAKEHOUSE_LOCK_TIMEOUT_SECONDS", _number(0))
+    schema_compatibility: str | None = setting(None, "LAKEHOUSE_SCHEMA_COMPATIBILITY", POLICY)  # None: the feed's own
+    backfill_max_runs: int = setting(2, "LAKEHOUSE_BACKFILL_MAX_RUNS", _whole(1))
+    regular_max_runs: int = setting(2, "LAKEHOUSE_REGULAR_MAX_RUNS", _whole(1))
+    backfill_partitions_per_run: int = setting(5, "LAKEHOUSE_BACKFILL_PARTITIONS_PER_RUN", _whole(1))
+    backfill_rows_per_second: float = setting(0.0, "LAKEHOUSE_BACKFILL_ROWS_PER_SECOND", _number(0))
+    backfill_step_concurrency: int = setting(1, "LAKEHOUSE_BACKFILL_STEP_CONCURRENCY", _whole(1))
+    regular_step_concurrency: int = setting(2, "LAKEHOUSE_REGULAR_STEP_CONCURRENCY", _whole(1))
+    retention_hours: float = setting(168.0, "LAKEHOUSE_RETENTION_HOURS", _number(0))
 
     @property
     def event_partitions_start(self) -> date:
@@ -64,45 +117,72 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
-        settings = cls(
-            root=env.get("LAKEHOUSE_ROOT", DEFAULT_ROOT),
-            allowed_lateness_days=int(env.get("LAKEHOUSE_ALLOWED_LATENESS_DAYS", "7")),
-            max_rejected_fraction=float(env.get("LAKEHOUSE_MAX_REJECTED_FRACTION", "0.05")),
-            partitions_start=date.fromisoformat(env.get("LAKEHOUSE_PARTITIONS_START", "2025-01-01")),
-            lock_timeout_seconds=float(env.get("LAKEHOUSE_LOCK_TIMEOUT_SECONDS", "600")),
-            schema_compatibility=env.get("LAKEHOUSE_SCHEMA_COMPATIBILITY") or None,
-            backfill_max_runs=int(env.get("LAKEHOUSE_BACKFILL_MAX_RUNS", "2")),
-            regular_max_runs=int(env.get("LAKEHOUSE_REGULAR_MAX_RUNS", "2")),
-            backfill_partitions_per_run=int(env.get("LAKEHOUSE_BACKFILL_PARTITIONS_PER_RUN", "5")),
-            backfill_rows_per_second=float(env.get("LAKEHOUSE_BACKFILL_ROWS_PER_SECOND", "0")),
-            backfill_step_concurrency=int(env.get("LAKEHOUSE_BACKFILL_STEP_CONCURRENCY", "1")),
-            regular_step_concurrency=int(env.get("LAKEHOUSE_REGULAR_STEP_CONCURRENCY", "2")),
-            retention_hours=float(env.get("LAKEHOUSE_RETENTION_HOURS", "168")),
-        )
-        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        """Settings from the LAKEHOUSE_* variables (an empty one counts as unset), then non-None `overrides`
+        (CLI options, named `--<field>` in errors); raises SettingError on the first bad value."""
+        texts = {f.name: os.environ.get(f.metadata["env"], "") for f in fields(cls) if f.metadata["env"]}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = cls(**{**_parse({name: text for name, text in texts.items() if text and name not in given}), **given})
+        settings.validate(named={k: f"--{k.replace('_', '-')}" for k in given})
+        return settings
+
+    @classmethod
+    def from_texts(cls, texts: Mapping[str, str]) -> Settings:
+        """Settings from field name -> text (absent fields keep their default), validated; the inverse of `texts`."""
+        settings = cls(**_parse(texts))
         settings.validate()
         return settings
 
-    def validate(self) -> None:
-        if self.allowed_lateness_days < 0:
-            raise ValueError(f"allowed_lateness_days must be >= 0, got {self.allowed_lateness_days}")
-        if not 0.0 <= self.max_rejected_fraction <= 1.0:
-            raise ValueError(f"max_rejected_fraction must be within [0, 1], got {self.max_rejected_fraction}")
-        if self.schema_compatibility is not None and self.schema_compatibility not in SCHEMA_COMPATIBILITIES:
-            raise ValueError(
-                f"schema_compatibility must be one of {', '.join(SCHEMA_COMPATIBILITIES)}, got {self.schema_compatibility!r}"
-            )
-        for name in (
-            "backfill_max_runs",
-            "regular_max_runs",
-            "backfill_partitions_per_run",
-            "backfill_step_concurrency",
-            "regular_step_concurrency",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.backfill_rows_per_second < 0:
-            raise ValueError(f"backfill_rows_per_second must be >= 0 (0 = no cap), got {self.backfill_rows_per_second}")
-        if self.retention_hours < 0:
-            raise ValueError(f"retention_hours must be >= 0, got {self.retention_hours}")
+    def texts(self) -> dict[str, str]:
+        """Every field as text, in the form `from_texts` (and its environment variable) reads."""
+        return {f.name: f.metadata[_KIND].text(getattr(self, f.name)) for f in fields(self)}
+
+    def validate(self, named: Mapping[str, str] | None = None) -> None:
+        """Raise SettingError for the first field outside its rule; `named` gives a field's name in the
+        message when it did not come from its environment variable (a CLI option)."""
+        for f in fields(self):
+            kind, value = f.metadata[_KIND], getattr(self, f.name)
+            if not kind.accepts(value):
+                raise SettingError(_problem(f, kind.text(value), (named or {}).get(f.name)))
+
+
+def _parse(texts: Mapping[str, str]) -> dict[str, Any]:
+    """Each field's text through its own parser and rule; an unknown name or a bad text is a SettingError naming it."""
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(texts) - set(known))
+    if unknown:
+        raise SettingError(f"unknown settings: {', '.join(unknown)}")
+    values = {}
+    for name, text in texts.items():
+        kind = known[name].metadata[_KIND]
+        try:
+            values[name] = kind.parse(text)
+        except ValueError:
+            raise SettingError(_problem(known[name], text)) from None
+        if not kind.accepts(values[name]):  # checked here too, so the message quotes the text as it was given
+            raise SettingError(_problem(known[name], text))
+    return values
+
+
+def _problem(f: Any, text: str, name: str | None = None) -> str:
+    return f"{name or f.metadata['env'] or f.name} must be {f.metadata[_KIND].rule}, got {text!r}"
+
+
+def kind_of(name: str) -> Kind[Any]:
+    """The declaration of setting `name` (a CLI option overriding it reuses its parser and rule)."""
+    return next(f.metadata[_KIND] for f in fields(Settings) if f.name == name)
+
+
+def option_type(kind: Kind[Any]) -> Callable[[str], Any]:
+    """An argparse `type` that parses with `kind` and says its rule in one line when the text breaks it."""
+    import argparse
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind.parse(text)
+            if kind.accepts(value):
+                return value
+        except ValueError:
+            pass
+        raise argparse.ArgumentTypeError(f"must be {kind.rule}, got {text!r}")
+
+    return parse

@@ -13,6 +13,7 @@ from deltalake import DeltaTable
 from lakehouse.landing import scan_landing
 from lakehouse.maintenance import survey
 from lakehouse.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
+from lakehouse.settings import Settings
 from lakehouse.storage import read_table, table_exists, table_uri
 
 LAST_BATCHES = 10
@@ -70,7 +71,7 @@ def _table_facts(uri: str) -> dict[str, object]:
     }
 
 
-def collect_status(root: str, dataset: str, gold_table: str, retention_hours: float = 168.0) -> dict[str, Any]:
+def collect_status(root: str, dataset: str, gold_table: str, retention_hours: float = Settings.retention_hours) -> dict[str, Any]:
     tables = {
         f"bronze.{dataset}": table_uri(root, "bronze", dataset),
         f"silver.{dataset}": table_uri(root, "silver", dataset),

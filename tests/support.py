@@ -18,6 +18,24 @@ from lakehouse.storage import read_table, table_uri
 
 WALL_CLOCK_AND_RUN = ("_run_id", "_ingested_at", "_quarantined_at", "_recorded_at")
 
+# One valid, non-default value per field, as its variable would hold it (a new field must be added here).
+NON_DEFAULT_TEXTS = {
+    "root": "elsewhere",
+    "allowed_lateness_days": "9",
+    "max_rejected_fraction": "0.2",
+    "partitions_start": "2025-01-03",
+    "partitions_end": "2025-01-20",
+    "lock_timeout_seconds": "45.5",
+    "schema_compatibility": "full",
+    "backfill_max_runs": "3",
+    "regular_max_runs": "4",
+    "backfill_partitions_per_run": "2",
+    "backfill_rows_per_second": "1000.0",
+    "backfill_step_concurrency": "2",
+    "regular_step_concurrency": "3",
+    "retention_hours": "24.0",
+}
+
 
 def event(
     event_id: str,

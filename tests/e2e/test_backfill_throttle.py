@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from lakehouse.resources import BACKFILL_TAG, LakehouseResource
+from lakehouse.settings import Settings
 from lakehouse.throttle import RowRateLimit, backfill_rate_limit
 
 RATE, WRITES, ROWS = 200.0, 4, 25  # two processes x 4 writes x 25 rows = 200 rows: at least 1 s at 200 rows/s
@@ -42,7 +43,7 @@ def test_a_write_of_no_rows_never_waits_and_no_cap_means_no_limit(tmp_path: Path
 
 
 def test_only_backfill_runs_are_throttled(tmp_path: Path) -> None:
-    resource = LakehouseResource(root=str(tmp_path), backfill_rows_per_second=10.0)
+    resource = LakehouseResource.from_settings(Settings(root=str(tmp_path), backfill_rows_per_second=10.0))
     regular, backfill = {"dagster/partition": "2025-01-01"}, {BACKFILL_TAG: "abc"}
     assert resource.rate_limit(regular) is None and resource.applied_caps(regular, 1) == {}
     assert resource.rate_limit(backfill) is not None

@@ -76,3 +76,11 @@ def test_generate_refuses_to_overwrite_landed_files_with_a_clear_message(tmp_pat
     assert lakehouse(*args, root=tmp_path).returncode == 0
     again = lakehouse(*args, root=tmp_path)
     assert again.returncode == 2 and "immutable" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_bad_setting_is_one_line_with_no_traceback_and_nothing_written(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = run_lakehouse("run", "--root", str(root), LAKEHOUSE_MAX_REJECTED_FRACTION="abc")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "lakehouse: LAKEHOUSE_MAX_REJECTED_FRACTION must be a number within [0, 1], got 'abc'\n"
+    assert not root.exists() and list(tmp_path.iterdir()) == []

@@ -93,7 +93,9 @@ def test_the_policy_setting_overrides_the_feed_and_rejects_unknown_values(monkey
     monkeypatch.delenv("LAKEHOUSE_SCHEMA_COMPATIBILITY")
     assert Settings.from_env().compatibility_for(BILLING_EVENTS.compatibility) is Compatibility.BACKWARD
     monkeypatch.setenv("LAKEHOUSE_SCHEMA_COMPATIBILITY", "transitive")
-    with pytest.raises(ValueError, match="schema_compatibility must be one of backward, forward, full, none"):
+    with pytest.raises(
+        ValueError, match="LAKEHOUSE_SCHEMA_COMPATIBILITY must be one of backward, forward, full, none, got .transitive."
+    ):
         Settings.from_env()
 
 
