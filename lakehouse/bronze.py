@@ -44,8 +44,7 @@ def land_bronze(
     with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
         files = [f.as_metadata() for f in batch.files]
         uri = table_uri(settings.root, "bronze", feed.dataset)
-        ensure_table(uri, BRONZE_SCHEMA, ["_arrival_date"])
-        held = read_table(uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"])
+        held = read_table(uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"], BRONZE_SCHEMA)
         replay = held.height == batch.rows.height > 0 and set(held.get_column("_batch_id").to_list()) == {batch.batch_id}
         commit = CommitInfo(
             dataset=feed.dataset,
@@ -56,6 +55,7 @@ def land_bronze(
             source_files=tuple(files),
             counts={"records_in": batch.rows.height},
         )
+        ensure_table(uri, BRONZE_SCHEMA, ["_arrival_date"], commit)
         if not replay:
             rows = batch.rows.with_columns(
                 _batch_id=pl.lit(batch.batch_id),
