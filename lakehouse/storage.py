@@ -115,11 +115,6 @@ def scan_data_files(uri: str, file_column: str) -> pl.LazyFrame | None:
     return pl.scan_parquet(files, include_file_paths=file_column, hive_partitioning=False, storage_options=storage_options(uri))
 
 
-def table_history(uri: str, limit: int | None = None) -> list[dict[str, object]]:
-    """Commits newest first, each with its custom metadata (`CommitInfo.custom_metadata`) inlined."""
-    return open_table(uri).history(limit)
-
-
 def write_table(
     uri: str,
     data: pa.RecordBatchReader | pa.Table,
