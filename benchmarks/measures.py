@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from deltalake import DeltaTable, write_deltalake
 
 from benchmarks import data
+from lakehouse.storage import merge_into, open_table, scan_table, write_table
 
 Result = tuple[float, int, dict[str, Any]]
 MEASURES: dict[str, Callable[[Path, Path, dict[str, Any]], Result]] = {}
@@ -67,8 +67,7 @@ def _merge(work: Path, scratch: Path, params: dict[str, Any], pruned: bool) -> R
     )
     start = time.perf_counter()
     metrics = (
-        DeltaTable(uri)
-        .merge(batch, predicate=on, source_alias="s", target_alias="t")
+        merge_into(uri, batch, on, data.BENCH_COMMIT, "benchmark: merge")
         .when_matched_update_all(predicate="s.source_version > t.source_version")
         .when_not_matched_insert_all()
         .execute()
@@ -101,7 +100,7 @@ def polars_rewrite(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     batch = pl.read_parquet(work / "apply-batch.parquet")
     start = time.perf_counter()
     dates = batch.get_column("event_date").unique()
-    current = pl.scan_delta(uri).filter(pl.col("event_date").is_in(dates.implode())).collect()
+    current = scan_table(uri).filter(pl.col("event_date").is_in(dates.implode())).collect()
     merged = (
         pl.concat([current, batch])
         .sort("source_version", descending=True)
@@ -109,7 +108,7 @@ def polars_rewrite(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
         .sort("event_date", "event_id")
     )
     predicate = "event_date IN (" + ", ".join(f"'{d.isoformat()}'" for d in dates.to_list()) + ")"
-    write_deltalake(uri, merged.to_arrow(), mode="overwrite", predicate=predicate)
+    write_table(uri, merged.to_arrow(), data.BENCH_COMMIT, "benchmark: rewrite", mode="overwrite", predicate=predicate)
     return time.perf_counter() - start, batch.height, {"rows_rewritten": merged.height}
 
 
@@ -119,7 +118,7 @@ def floor(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     files = sorted((work / params["landing"] / "landing" / "billing_events").rglob("*.jsonl"))
     start = time.perf_counter()
     frame = pl.scan_ndjson(files).collect()
-    write_deltalake(str(scratch / "floor"), frame.to_arrow(), mode="append")
+    write_table(str(scratch / "floor"), frame.to_arrow(), data.BENCH_COMMIT, "benchmark: floor")
     return time.perf_counter() - start, frame.height, {}
 
 
@@ -167,7 +166,7 @@ def end_to_end(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     root = scratch / "root"
     link_copy(work / params["landing"] / "landing", root / "landing")
     seconds = _run_dates(root, [data.ARRIVAL])
-    silver = pl.scan_delta(str(root / "tables" / "silver" / "billing_events")).select(pl.len()).collect().item()
+    silver = scan_table(str(root / "tables" / "silver" / "billing_events")).select(pl.len()).collect().item()
     return seconds, params["events"], {"silver_rows": silver}
 
 
@@ -292,7 +291,7 @@ def table_load(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     root = work / f"batches-{params['batches']}"
     tables = sorted(p.parent for p in (root / "tables").glob("*/*/_delta_log"))
     start = time.perf_counter()
-    files = sum(len(DeltaTable(str(t)).file_uris()) for t in tables)
+    files = sum(len(open_table(str(t)).file_uris()) for t in tables)
     seconds = time.perf_counter() - start
     logs = sum(len(list((t / "_delta_log").glob("*.json"))) for t in tables)
     return seconds, len(tables), {"data_files": files, "log_json_files": logs}

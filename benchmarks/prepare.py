@@ -11,10 +11,9 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
-from deltalake import DeltaTable
-
 from benchmarks import data
 from benchmarks.sizes import Size
+from lakehouse.storage import open_table
 
 
 def landing(work: Path, name: str, batches: dict[date, int], seed: int) -> None:
@@ -43,7 +42,7 @@ def maintain(root: Path) -> None:
     working: vacuum and log cleanup only remove what fell out of it.
     """
     for log in sorted((root / "tables").glob("*/*/_delta_log")):
-        table = DeltaTable(str(log.parent))
+        table = open_table(str(log.parent))
         table.optimize.compact()
         table.create_checkpoint()
         table.cleanup_metadata()

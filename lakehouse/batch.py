@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandera.polars as pa
 import polars as pl
-from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.contracts import judge
 from lakehouse.drift import SchemaDrift, detect_drift, shape_counts
@@ -34,12 +33,15 @@ from lakehouse.storage import (
     CommitInfo,
     arrow_stream,
     ensure_table,
+    open_table,
     read_partition_chunks,
     read_table,
     replace_where,
+    scan_data_files,
     table_exists,
     table_uri,
     table_version,
+    write_table,
 )
 from lakehouse.throttle import RowRateLimit
 
@@ -129,13 +131,9 @@ def publish_silver(
         recorded = json.loads(record.item(0, "files")) if record.height else []
         files, ignored = split_recorded(recorded)
 
-        for uri, schema, partition in (
-            (silver_uri, feed.silver_schema, feed.partition),
-            (ledger_uri, feed.ledger_schema, "_arrival_date"),
-            (quarantine_uri, feed.quarantine_schema, "_arrival_date"),
-        ):
-            ensure_table(uri, schema, [partition])
-        _fingerprint_old_ledger(ledger_uri, feed, CommitInfo(feed.dataset, batch_id, run_id, code_version, arrival_date))
+        _fingerprint_old_ledger(
+            ledger_uri, feed, CommitInfo(feed.dataset, batch_id, run_id, code_version, arrival_date, tuple(files))
+        )
         ledger = ledger_rows(ledger_uri, feed, deliveries)
         resolution = resolve(deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), key, version)
         losers = resolution.outcomes.filter(pl.col("_outcome") == "version_conflict")
@@ -176,6 +174,13 @@ def publish_silver(
             source_files=tuple(files),
             counts=counts,
         )
+        # Created (or migrated) only now, so that commit too carries the batch's counts.
+        for uri, schema, partition in (
+            (silver_uri, feed.silver_schema, feed.partition),
+            (ledger_uri, feed.ledger_schema, "_arrival_date"),
+            (quarantine_uri, feed.quarantine_schema, "_arrival_date"),
+        ):
+            ensure_table(uri, schema, [partition], commit)
         facts = {
             **counts,
             "rejected_fraction": counts["quarantined"] / judged.records_in if judged.records_in else 0.0,
@@ -308,12 +313,11 @@ def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl
     keys = deliveries.get_column(feed.key).unique()
     if not table_exists(ledger_uri):
         return pl.DataFrame(schema=feed.silver_schema)
-    files = DeltaTable(ledger_uri).file_uris()
-    if keys.is_empty() or not files:
+    files = scan_data_files(ledger_uri, "_file") if not keys.is_empty() else None
+    if files is None:
         return pl.DataFrame(schema=feed.silver_schema)
     partitions = (
-        pl.scan_parquet(files, include_file_paths="_file", hive_partitioning=False)
-        .select(KEY_FINGERPRINT, "_file")
+        files.select(KEY_FINGERPRINT, "_file")
         .filter(pl.col(KEY_FINGERPRINT).is_in(key_fingerprints(keys).implode()))
         .select(pl.col("_file").unique().str.extract(r"_arrival_date=([0-9]{4}-[0-9]{2}-[0-9]{2})", 1).str.to_date())
         .collect()
@@ -328,18 +332,22 @@ def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl
 
 
 def _fingerprint_old_ledger(ledger_uri: str, feed: FeedSpec, commit: CommitInfo) -> None:
-    """A ledger written before fingerprints gets them once, in one atomic overwrite (its lookup needs them)."""
-    if KEY_FINGERPRINT in DeltaTable(ledger_uri).schema().to_arrow().names:
+    """A ledger written before fingerprints gets them once, in one atomic overwrite (its lookup needs them).
+
+    Runs before `ensure_table`, whose migration would add the column as nulls instead.
+    """
+    if not table_exists(ledger_uri) or KEY_FINGERPRINT in {f.name for f in open_table(ledger_uri).schema().fields}:
         return
     rows = read_table(ledger_uri, columns=list(feed.silver_schema))
     rows = rows.with_columns(key_fingerprints(rows.get_column(feed.key)).alias(KEY_FINGERPRINT))
-    write_deltalake(
+    write_table(
         ledger_uri,
         arrow_stream(rows),
+        commit,
+        "ledger: add key fingerprints",
         mode="overwrite",
         schema_mode="overwrite",
         partition_by=["_arrival_date"],
-        commit_properties=commit.properties("ledger: add key fingerprints"),
     )
 
 

@@ -46,8 +46,7 @@ def land_bronze(
         files = [f.as_metadata() for f in batch.files]
         ignored = [e.as_metadata() for e in batch.ignored]
         uri = table_uri(settings.root, "bronze", feed.dataset)
-        ensure_table(uri, BRONZE_SCHEMA, ["_arrival_date"])
-        held = read_table(uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"])
+        held = read_table(uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"], BRONZE_SCHEMA)
         replay = held.height == batch.rows.height > 0 and set(held.get_column("_batch_id").to_list()) == {batch.batch_id}
         commit = CommitInfo(
             dataset=feed.dataset,
@@ -58,6 +57,7 @@ def land_bronze(
             source_files=tuple(files),
             counts={"records_in": batch.rows.height},
         )
+        ensure_table(uri, BRONZE_SCHEMA, ["_arrival_date"], commit)
         if not replay:
             rows = batch.rows.with_columns(
                 _batch_id=pl.lit(batch.batch_id),

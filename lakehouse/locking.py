@@ -6,21 +6,62 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from lakehouse.storage import is_remote
 
 
 class WriterBusyError(RuntimeError):
     """Another run holds the feed's write lock for longer than this run was willing to wait."""
 
 
+class DistributedLockRequiredError(RuntimeError):
+    """The root is an object store, whose writers no local lock can exclude."""
+
+
+class WriterLock(Protocol):
+    """How one writer per name is held for a root; `writer_lock` picks the implementation."""
+
+    def hold(self, name: str, timeout_seconds: float) -> AbstractContextManager[None]: ...
+
+
+@dataclass(frozen=True)
+class FileWriterLock:
+    """A local root's lock: a kernel file lock under `<root>/tables/ops/_locks/` (see `exclusive_file_lock`)."""
+
+    root: Path
+
+    def hold(self, name: str, timeout_seconds: float) -> AbstractContextManager[None]:
+        return exclusive_file_lock(self.root / "tables" / "ops" / "_locks" / f"{name}.lock", name, timeout_seconds)
+
+
+@dataclass(frozen=True)
+class MissingDistributedLock:
+    """An object-store root's lock, until a distributed one (a PostgreSQL advisory lock on the Dagster
+    instance's database) implements `WriterLock`: refusing is safer than writing unlocked, since writers
+    on different machines would race each other's commits."""
+
+    root: str
+
+    def hold(self, name: str, timeout_seconds: float) -> AbstractContextManager[None]:
+        raise DistributedLockRequiredError(
+            f"cannot lock {name} on {self.root}: object-store roots need the distributed writer lock, "
+            "which this version does not have yet; use a local root. Nothing was written."
+        )
+
+
+def writer_lock(root: str | Path) -> WriterLock:
+    """The root's writer lock strategy, chosen here only: a file lock for a local root."""
+    return MissingDistributedLock(str(root)) if is_remote(root) else FileWriterLock(Path(root))
+
+
 @contextmanager
 def exclusive_writer(root: str | Path, name: str, timeout_seconds: float) -> Iterator[None]:
-    """Hold the feed-level lock `<root>/tables/ops/_locks/<name>.lock` (see `exclusive_file_lock`)."""
-    if "://" in str(root):
-        yield
-        return
-    with exclusive_file_lock(Path(root) / "tables" / "ops" / "_locks" / f"{name}.lock", name, timeout_seconds):
+    """Hold the root's writer lock for `name` (one writer per feed, or per aggregate table)."""
+    with writer_lock(root).hold(name, timeout_seconds):
         yield
 
 
@@ -28,8 +69,7 @@ def exclusive_writer(root: str | Path, name: str, timeout_seconds: float) -> Ite
 def exclusive_file_lock(path: Path, name: str, timeout_seconds: float) -> Iterator[None]:
     """Hold an advisory file lock; the kernel drops it when the holder dies, so a SIGKILL never wedges it.
 
-    Only local roots can be locked this way; an object-store root must be serialized by the
-    orchestrator instead (the Dagster pool on the writing assets).
+    Only local roots can be locked this way (see `writer_lock`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:

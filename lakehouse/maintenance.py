@@ -20,6 +20,7 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from lakehouse.locking import exclusive_file_lock
+from lakehouse.storage import is_remote, open_table
 
 LOCKS = Path("tables", "ops", "_locks")
 
@@ -60,7 +61,7 @@ def _vacuum_list(table: DeltaTable, path: Path, retention_hours: float, *, full:
 
 
 def unreferenced_files(path: Path, retention_hours: float) -> TableFiles:
-    table = DeltaTable(str(path))  # loaded once for the three dry runs
+    table = open_table(str(path))  # loaded once for the three dry runs
     not_current = _vacuum_list(table, path, 0, full=True)
     tombstones = _vacuum_list(table, path, 0, full=False)  # files a commit removed: older versions read them
     orphans = tuple(sorted(not_current - tombstones))
@@ -89,7 +90,7 @@ def maintain(
     """
     if retention_hours < 0:
         raise ValueError(f"the retention must be >= 0 hours, got {retention_hours}")
-    if "://" in str(root):
+    if is_remote(root):
         raise ValueError("maintain needs a local root: on an object store, writers cannot be locked out (see README)")
     locks = Path(root) / LOCKS
     names = set(lock_names) | ({p.stem for p in locks.glob("*.lock")} if locks.exists() else set())
@@ -100,7 +101,7 @@ def maintain(
         for found in survey(root, retention_hours):
             if found.reclaimable and not dry_run:
                 path = Path(root).resolve() / "tables" / found.table
-                DeltaTable(str(path)).vacuum(
+                open_table(str(path)).vacuum(
                     retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False, full=True
                 )
                 if left := _on_disk(path, found.reclaimable):

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-from deltalake import DeltaTable, write_deltalake
 
-from lakehouse.storage import CommitInfo, arrow_stream, sql_in_list, with_commit_retry
+from lakehouse.storage import CommitInfo, arrow_stream, merge_into, sql_in_list, table_version, with_commit_retry, write_table
 
 OP = "_op"
 
@@ -56,10 +55,8 @@ def apply_changes(
         return MergeStats(0, 0, None)
     if deletes.is_empty() and (current.is_empty() or upserts.join(current, on=key, how="semi").is_empty()):
         # Only new keys: an append is the same single commit, without MERGE's join against the target's files.
-        with_commit_retry(
-            lambda: write_deltalake(uri, arrow_stream(upserts), mode="append", commit_properties=commit.properties(operation))
-        )
-        return MergeStats(len(upserts), 0, DeltaTable(uri).version())
+        with_commit_retry(lambda: write_table(uri, arrow_stream(upserts), commit, operation))
+        return MergeStats(len(upserts), 0, table_version(uri))
     source = pl.concat(
         [upserts.with_columns(pl.lit("upsert").alias(OP)), deletes.select(key).with_columns(pl.lit("delete").alias(OP))],
         how="diagonal_relaxed",
@@ -72,14 +69,7 @@ def apply_changes(
 
     def merge() -> dict[str, int]:
         return (
-            DeltaTable(uri)
-            .merge(
-                source.to_arrow(),
-                predicate=on,
-                source_alias="s",
-                target_alias="t",
-                commit_properties=commit.properties(operation),
-            )
+            merge_into(uri, source.to_arrow(), on, commit, operation)
             .when_matched_update(updates=assignments, predicate=f"s.{OP} = 'upsert'{guard}")
             .when_matched_delete(predicate=f"s.{OP} = 'delete'")
             .when_not_matched_insert(updates=assignments, predicate=f"s.{OP} = 'upsert'")
@@ -94,4 +84,4 @@ def apply_changes(
             f"MERGE into {uri} wrote {written} rows and deleted {metrics['num_target_rows_deleted']}, "
             f"expected {len(upserts)} and {len(deletes)}: the table changed under this run or holds a duplicate key"
         )
-    return MergeStats(len(upserts), len(deletes), DeltaTable(uri).version())
+    return MergeStats(len(upserts), len(deletes), table_version(uri))

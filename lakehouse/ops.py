@@ -100,7 +100,7 @@ class OpsTables:
     def upsert(
         self, uri: str, schema: dict[str, pl.DataType], rows: list[dict[str, object]], key: list[str], commit: CommitInfo
     ) -> None:
-        ensure_table(uri, schema, partition_by=[])
+        ensure_table(uri, schema, [], commit)
         desired = pl.DataFrame(rows, schema=schema)
         keys = desired.select(key)
         current = read_table(uri, empty_schema=schema).join(keys, on=key, how="semi")

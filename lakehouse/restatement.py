@@ -53,11 +53,11 @@ def refresh_partitions(
     table_name: str,
 ) -> RefreshReport:
     """Recompute `aggregate` (of the source's `source_columns`) for each date and replace only the partitions that changed."""
-    ensure_table(target_uri, target_schema, [partition])
-    if not dates:
-        return RefreshReport([], [], [], 0, table_version(target_uri), table_version(source_uri))
-    in_dates = pl.col(partition).is_in(pl.Series(dates, dtype=pl.Date).implode())
     with exclusive_writer(settings.root, table_name.replace("/", "_"), settings.lock_timeout_seconds):
+        ensure_table(target_uri, target_schema, [partition], commit)  # under the lock: it may migrate the schema
+        if not dates:
+            return RefreshReport([], [], [], 0, table_version(target_uri), table_version(source_uri))
+        in_dates = pl.col(partition).is_in(pl.Series(dates, dtype=pl.Date).implode())
         source_version = table_version(source_uri)  # pinned, so a check can recompute from the very same snapshot
         after = (
             aggregate(read_table(source_uri, in_dates, source_columns, version=source_version))

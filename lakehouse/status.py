@@ -8,13 +8,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
-from deltalake import DeltaTable
 
 from lakehouse.landing import scan_landing
 from lakehouse.maintenance import survey
 from lakehouse.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
 from lakehouse.settings import Settings
-from lakehouse.storage import read_table, table_exists, table_uri
+from lakehouse.storage import open_table, read_table, scan_table, table_exists, table_uri
 
 LAST_BATCHES = 10
 
@@ -54,11 +53,11 @@ def schema_status(batches: pl.DataFrame) -> dict[str, Any]:
 def _table_facts(uri: str) -> dict[str, object]:
     if not table_exists(uri):
         return {"exists": False}
-    table = DeltaTable(uri)
+    table = open_table(uri)
     last = table.history(1)[0]
     # Row counts from the log's file statistics: reading every file's footer grows with the file count.
     counts = pl.DataFrame(table.get_add_actions(flatten=True)).get_column("num_records")
-    rows = int(counts.sum()) if not counts.null_count() else pl.scan_delta(uri).select(pl.len()).collect().item()
+    rows = int(counts.sum()) if not counts.null_count() else scan_table(uri).select(pl.len()).collect().item()
     return {
         "exists": True,
         "version": table.version(),

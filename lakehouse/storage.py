@@ -1,28 +1,65 @@
-"""Delta Lake I/O: every commit carries its batch's lineage, and every write is one atomic commit."""
+"""Delta Lake I/O, the one door to every table: every commit carries its batch's lineage, every write is one
+atomic commit, and a root's URI scheme (local path or `s3://...`) decides how a table is reached.
+
+The rest of the code never calls deltalake or scans a table's files itself: a remote table needs its
+storage options on every call, and only this module knows them.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Field, Schema, write_deltalake
 from deltalake.exceptions import CommitFailedError
+from deltalake.table import TableMerger
 
 from lakehouse.faults import fault_armed, mid_write
 
 T = TypeVar("T")
 
 
+def is_remote(uri: str | Path) -> bool:
+    """An object-store URI (`s3://bucket/prefix`); anything else is a local path."""
+    return "://" in str(uri)
+
+
+def join_uri(root: str | Path, *parts: str) -> str:
+    """`root/parts...`, keeping a URI's scheme: `Path` would turn `s3://b/p` into `s3:/b/p`."""
+    if is_remote(root):
+        return "/".join([str(root).rstrip("/"), *parts])
+    return str(Path(root, *parts))
+
+
 def table_uri(root: str | Path, layer: str, name: str) -> str:
     """Asset keys follow storage: ["silver", "billing_events"] lives at <root>/tables/silver/billing_events."""
-    return str(Path(root) / "tables" / layer / name)
+    return join_uri(root, "tables", layer, name)
+
+
+# The standard variables delta-rs and boto read, under the object_store keys that deltalake and
+# Polars both accept. Read at each call, never stored: no secret lands in a file or a table.
+STORAGE_ENV = {
+    "AWS_ENDPOINT_URL": "aws_endpoint_url",
+    "AWS_ACCESS_KEY_ID": "aws_access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+    "AWS_REGION": "aws_region",
+    "AWS_ALLOW_HTTP": "aws_allow_http",
+}
+
+
+def storage_options(uri: str | Path) -> dict[str, str] | None:
+    """What a deltalake or Polars call needs to reach `uri`: None for a local path."""
+    if not is_remote(uri):
+        return None
+    return {key: os.environ[name] for name, key in STORAGE_ENV.items() if os.environ.get(name)}
 
 
 @dataclass(frozen=True)
@@ -56,7 +93,62 @@ class CommitInfo:
 
 
 def table_exists(uri: str) -> bool:
-    return DeltaTable.is_deltatable(uri)
+    return DeltaTable.is_deltatable(uri, storage_options=storage_options(uri))
+
+
+def open_table(uri: str, version: int | None = None) -> DeltaTable:
+    """The table's snapshot (latest or `version`); operations on it (merge, vacuum, history) inherit its options."""
+    return DeltaTable(uri, version=version, storage_options=storage_options(uri))
+
+
+def scan_table(uri: str, version: int | None = None) -> pl.LazyFrame:
+    return pl.scan_delta(uri, version=version, storage_options=storage_options(uri))
+
+
+def scan_data_files(uri: str, file_column: str) -> pl.LazyFrame | None:
+    """Every data file of the current version as one scan, each row naming its file in `file_column`
+    (None when the table has no file). For lookups that need to know which file (so which partition)
+    holds a value; `scan_table` is the reader otherwise."""
+    files = open_table(uri).file_uris()
+    if not files:
+        return None
+    return pl.scan_parquet(files, include_file_paths=file_column, hive_partitioning=False, storage_options=storage_options(uri))
+
+
+def write_table(
+    uri: str,
+    data: pa.RecordBatchReader | pa.Table,
+    commit: CommitInfo,
+    operation: str,
+    *,
+    mode: Literal["append", "overwrite"] = "append",
+    predicate: str | None = None,
+    partition_by: list[str] | None = None,
+    schema_mode: Literal["merge", "overwrite"] | None = None,
+    target_file_size: int | None = None,
+) -> None:
+    """One Delta write, one commit, carrying `commit`'s lineage: no write without it (DESIGN rule 10).
+
+    `predicate` (an overwrite's scope, SQL) replaces only the rows it matches.
+    """
+    common: dict[str, Any] = {
+        "partition_by": partition_by,
+        "schema_mode": schema_mode,
+        "target_file_size": target_file_size,
+        "storage_options": storage_options(uri),
+        "commit_properties": commit.properties(operation),
+    }
+    if mode == "append":
+        write_deltalake(uri, data, mode="append", **common)
+    else:
+        write_deltalake(uri, data, mode="overwrite", predicate=predicate, **common)
+
+
+def merge_into(uri: str, source: pa.Table, predicate: str, commit: CommitInfo, operation: str) -> TableMerger:
+    """A MERGE builder on the latest version, aliased `s` (source) and `t` (target), carrying `commit`'s lineage."""
+    return open_table(uri).merge(
+        source, predicate=predicate, source_alias="s", target_alias="t", commit_properties=commit.properties(operation)
+    )
 
 
 # Upkeep every table carries from its creation, so a long life of small batches does not slow
@@ -72,16 +164,64 @@ TABLE_PROPERTIES = {
 }
 
 
-def ensure_table(uri: str, schema: Mapping[str, pl.DataType], partition_by: list[str]) -> None:
-    """Create an empty table once, so readers and MERGE always find one; a racing creator is fine."""
+class SchemaMigrationError(RuntimeError):
+    """The code's schema for a table drops or retypes a column: a rewrite the engine never does silently."""
+
+
+def _delta_fields(schema: Mapping[str, pl.DataType]) -> dict[str, Field]:
+    """The Delta fields a frame of `schema` is written as (the types delta-rs gives the table)."""
+    return {f.name: f for f in Schema.from_arrow(pl.DataFrame(schema=dict(schema)).to_arrow().schema).fields}
+
+
+def ensure_table(uri: str, schema: Mapping[str, pl.DataType], partition_by: list[str], commit: CommitInfo) -> None:
+    """Make the table exist with `schema`, so readers and MERGE always find it; a racing creator is fine.
+
+    The creating commit carries `commit`'s lineage like any other. An existing table missing some of
+    `schema`'s columns (the code added one, e.g. a gold measure) gets them in a metadata-only commit,
+    its old rows reading null until rewritten; a column dropped or retyped raises SchemaMigrationError.
+    """
     if table_exists(uri):
+        migrate_schema(uri, schema, commit)
         return
     empty = pl.DataFrame(schema=dict(schema)).to_arrow()
     try:
-        write_deltalake(uri, empty, partition_by=partition_by, mode="append", configuration=TABLE_PROPERTIES)
+        write_deltalake(
+            uri,
+            empty,
+            partition_by=partition_by,
+            mode="append",
+            configuration=TABLE_PROPERTIES,
+            storage_options=storage_options(uri),
+            commit_properties=commit.properties("create table"),
+        )
     except CommitFailedError:
         if not table_exists(uri):
             raise
+        migrate_schema(uri, schema, commit)
+
+
+def migrate_schema(uri: str, schema: Mapping[str, pl.DataType], commit: CommitInfo) -> None:
+    """Add the columns `schema` has and the table lacks (nullable, metadata only); refuse any other difference."""
+    wanted = _delta_fields(schema)
+
+    def add_missing() -> None:
+        table = open_table(uri)  # re-read on a retry: a racing writer may have added some already
+        held = {f.name: f for f in table.schema().fields}
+        dropped = sorted(set(held) - set(wanted))
+        retyped = [
+            f"{n} {held[n].type} -> {wanted[n].type}" for n in sorted(set(held) & set(wanted)) if held[n].type != wanted[n].type
+        ]
+        if dropped or retyped:
+            problems = ([f"drops columns {dropped}"] if dropped else []) + ([f"retypes {', '.join(retyped)}"] if retyped else [])
+            raise SchemaMigrationError(
+                f"the code's schema for {uri} {' and '.join(problems)}: only added columns migrate on their own; "
+                "migrate the table explicitly (a rewrite) before running this code"
+            )
+        added = [field for name, field in wanted.items() if name not in held]
+        if added:
+            table.alter.add_columns(added, commit_properties=commit.properties("add columns"))
+
+    with_commit_retry(add_missing)
 
 
 def read_table(
@@ -94,7 +234,7 @@ def read_table(
     """Read a table snapshot (filtered with partition pruning; the latest or a given version); a missing table reads as no rows."""
     if not table_exists(uri):
         return pl.DataFrame(schema=dict(empty_schema or {}))
-    frame = pl.scan_delta(uri, version=version)
+    frame = scan_table(uri, version)
     if predicate is not None:
         frame = frame.filter(predicate)
     if columns is not None:
@@ -113,7 +253,7 @@ def read_partition_chunks(
 
 
 def table_version(uri: str) -> int | None:
-    return DeltaTable(uri).version() if table_exists(uri) else None
+    return open_table(uri).version() if table_exists(uri) else None
 
 
 def sql_in_list(values: Iterable[object]) -> str:
@@ -135,14 +275,7 @@ def replace_where(
             arrow, target_file_size = mid_write(crash_during, uri, data.to_arrow())
         else:
             arrow, target_file_size = arrow_stream(data), None
-        write_deltalake(
-            uri,
-            arrow,
-            mode="overwrite",
-            predicate=predicate,
-            target_file_size=target_file_size,
-            commit_properties=commit.properties(operation),
-        )
+        write_table(uri, arrow, commit, operation, mode="overwrite", predicate=predicate, target_file_size=target_file_size)
 
     with_commit_retry(write)
 
@@ -161,7 +294,11 @@ def with_commit_retry(write: Callable[[], T], attempts: int = 5) -> T:
     """Retry a commit that lost a race: delta-rs raises on a real conflict whatever its own retry count says.
 
     Every caller recomputes nothing between attempts because its input is already the
-    desired end state of the rows it names (replace or keyed merge), so a retry is safe.
+    desired end state of the rows it names (replace or keyed merge), so a retry is safe while
+    one writer per feed holds the lock. A distributed writer (next issue) needs fencing here: a
+    writer whose lock lapsed (a paused worker) must not win a retry against the newer version
+    its successor committed, so each attempt should first check its lock's fencing token is
+    still current, and give up instead of retrying otherwise (DESIGN: never blindly retried).
     """
     for attempt in range(attempts):
         try:
