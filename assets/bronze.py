@@ -1,18 +1,14 @@
-"""bronze.billing_events: every landed line, lossless, one partition per arrival date."""
+"""A feed's bronze table: every landed line, lossless, one partition per arrival date."""
 
 from datetime import date
 from typing import Any
 
 import dagster as dg
 
-from assets.billing_feed import BILLING_EVENTS
 from lakehouse.bronze import BronzeReport, land_bronze
+from lakehouse.feed import FeedSpec
 from lakehouse.landing import feed_level_ignored
 from lakehouse.resources import CODE_VERSION, LakehouseResource
-
-BRONZE_KEY = dg.AssetKey(["bronze", BILLING_EVENTS.dataset])
-# Every asset of the feed writes the ops batches table, so they share one pool (limit 1, see dagster.yaml).
-WRITER_POOL = f"lakehouse_{BILLING_EVENTS.dataset}_writer"
 
 
 def _metadata(report: BronzeReport, strays: list[dict[str, object]]) -> dict[str, Any]:
@@ -27,25 +23,25 @@ def _metadata(report: BronzeReport, strays: list[dict[str, object]]) -> dict[str
     }
 
 
-def build_bronze(partitions: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
+def build_bronze(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
     @dg.asset(
-        key=BRONZE_KEY,
+        key=feed.bronze_key,
         partitions_def=partitions,
         backfill_policy=backfill_policy,
-        pool=WRITER_POOL,
+        pool=feed.writer_pool,
         code_version=CODE_VERSION,
-        group_name="billing_events",
+        group_name=feed.dataset,
         kinds={"deltalake", "polars"},
         description="Every landed line with its exact bytes (`_raw`) and lineage; replaced per arrival date.",
     )
-    def bronze_billing_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    def bronze(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
         settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context.run.tags)
         # A backfill run may carry several arrival dates: each lands as its own batch, in date order.
         reports = [
-            land_bronze(settings, BILLING_EVENTS, date.fromisoformat(key), context.run.run_id, CODE_VERSION, rate_limit)
+            land_bronze(settings, feed, date.fromisoformat(key), context.run.run_id, CODE_VERSION, rate_limit)
             for key in sorted(context.partition_keys)
         ]
-        strays = [e.as_metadata() for e in feed_level_ignored(settings.root, BILLING_EVENTS.dataset)]
+        strays = [e.as_metadata() for e in feed_level_ignored(settings.root, feed.dataset)]
         metadata = _metadata(reports[-1], strays)
         if len(reports) > 1:
             metadata["records"] = dg.MetadataValue.int(sum(r.records for r in reports))
@@ -56,4 +52,4 @@ def build_bronze(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
             metadata={**metadata, **lakehouse.applied_caps(context.run.tags, len(context.partition_keys), rate_limit)}
         )
 
-    return bronze_billing_events
+    return bronze

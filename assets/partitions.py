@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from checks.billing_contract import FUTURE_SKEW_DAYS
+from lakehouse.feed import FeedSpec
 from lakehouse.settings import Settings
 
 
@@ -22,10 +22,10 @@ def arrival_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
     return _daily(settings.partitions_start, settings.partitions_end, 1)
 
 
-def event_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
-    """Event dates start `lateness` days before the first arrival (the earliest it accepts) and run a
-    day ahead of the last arrival (clock skew)."""
-    return _daily(settings.event_partitions_start, settings.partitions_end, FUTURE_SKEW_DAYS)
+def event_partitions(settings: Settings, feed: FeedSpec) -> dg.DailyPartitionsDefinition:
+    """Event dates start `lateness` days before the first arrival (the earliest it accepts) and run the
+    feed's clock skew ahead of the last arrival."""
+    return _daily(settings.event_partitions_start, settings.partitions_end, feed.future_skew_days)
 
 
 def gold_from_arrivals(settings: Settings) -> dg.TimeWindowPartitionMapping:

@@ -1,28 +1,16 @@
-"""silver.billing_events (current state) and its quarantine, published together behind the batch's gates."""
+"""A feed's silver table (current state) and its quarantine, published together behind the batch's gates."""
 
 from datetime import date
 from typing import Any
 
 import dagster as dg
 
-from assets.billing_feed import BILLING_EVENTS
-from assets.bronze import BRONZE_KEY, WRITER_POOL
-from checks.silver_checks import TABLE_CHECKS, silver_has_one_row_per_event_id, silver_rows_match_contract
+from checks.silver_checks import silver_has_one_row_per_key, silver_rows_match_contract, table_checks
 from lakehouse.batch import SilverReport, publish_silver
+from lakehouse.feed import FeedSpec
+from lakehouse.gates import GATE_NAMES
 from lakehouse.resources import CODE_VERSION, LakehouseResource
 from lakehouse.storage import table_uri
-
-SILVER_KEY = dg.AssetKey(["silver", BILLING_EVENTS.dataset])
-QUARANTINE_KEY = dg.AssetKey(["silver", f"{BILLING_EVENTS.dataset}_quarantine"])
-GATES = (
-    "rejected_fraction_within_threshold",
-    "silver_keys_are_unique",
-    "batch_counts_are_conserved",
-    "landed_files_are_readable",
-    "landed_files_are_unchanged",
-    "landing_has_no_symlinks",
-    "schema_drift_is_compatible",
-)
 
 
 class SilverConfig(dg.Config):
@@ -71,46 +59,52 @@ def _batches(reports: list[SilverReport]) -> dict[str, Any]:
     }
 
 
-def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
+def build_silver(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
-                SILVER_KEY,
-                deps=[BRONZE_KEY],
+                feed.silver_key,
+                deps=[feed.bronze_key],
                 partitions_def=partitions,
                 code_version=CODE_VERSION,
-                group_name="billing_events",
+                group_name=feed.dataset,
                 kinds={"deltalake", "polars"},
-                description="One row per event_id: the winning content of its highest source_version.",
+                description=f"One row per {feed.key}: the winning content of its highest {feed.version}.",
             ),
             dg.AssetSpec(
-                QUARANTINE_KEY,
-                deps=[BRONZE_KEY],
+                feed.quarantine_key,
+                deps=[feed.bronze_key],
                 partitions_def=partitions,
                 code_version=CODE_VERSION,
-                group_name="billing_events",
+                group_name=feed.dataset,
                 kinds={"deltalake"},
                 description="Every rejected delivery with its reason, detail and lineage.",
             ),
         ],
         check_specs=[
-            dg.AssetCheckSpec(name, asset=SILVER_KEY, blocking=True, description="publish gate, evaluated before silver's commit")
-            for name in GATES
+            dg.AssetCheckSpec(
+                name, asset=feed.silver_key, blocking=True, description="publish gate, evaluated before silver's commit"
+            )
+            for name in GATE_NAMES
         ]
-        + [dg.AssetCheckSpec(name, asset=SILVER_KEY, blocking=True, description=text) for name, text in TABLE_CHECKS.items()],
+        + [
+            dg.AssetCheckSpec(name, asset=feed.silver_key, blocking=True, description=text)
+            for name, text in table_checks(feed).items()
+        ],
         partitions_def=partitions,
         backfill_policy=backfill_policy,
-        pool=WRITER_POOL,
+        pool=feed.writer_pool,
         can_subset=False,
+        name=feed.silver_op,
     )
-    def silver_billing_events(context: dg.AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource):
+    def silver(context: dg.AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource):
         settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context.run.tags)
         reports: list[SilverReport] = []
         # A backfill run may carry several arrival dates: published one by one in date order, stopping at the first held back.
         for key in sorted(context.partition_keys):
             report = publish_silver(
                 settings,
-                BILLING_EVENTS,
+                feed,
                 date.fromisoformat(key),
                 context.run.run_id,
                 CODE_VERSION,
@@ -128,11 +122,11 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
             **lakehouse.applied_caps(context.run.tags, len(context.partition_keys), rate_limit),
         }
         yield dg.MaterializeResult(
-            asset_key=QUARANTINE_KEY, metadata={**metadata, "sample_rejects": dg.MetadataValue.json(report.sample_rejects)}
+            asset_key=feed.quarantine_key, metadata={**metadata, "sample_rejects": dg.MetadataValue.json(report.sample_rejects)}
         )
         for gate in report.gates:
             yield dg.AssetCheckResult(
-                asset_key=SILVER_KEY,
+                asset_key=feed.silver_key,
                 check_name=gate.name,
                 passed=gate.passed,
                 severity=dg.AssetCheckSeverity.ERROR,
@@ -155,16 +149,16 @@ def build_silver(partitions: dg.PartitionsDefinition, backfill_policy: dg.Backfi
                 f"To publish it: {remedies}." + (f" Published earlier in this run: {', '.join(published)}." if published else ""),
                 metadata={**metadata, "incident_ids": dg.MetadataValue.json(report.incident_ids)},
             )
-        yield dg.MaterializeResult(asset_key=SILVER_KEY, metadata=metadata)
-        silver_uri = table_uri(settings.root, "silver", BILLING_EVENTS.dataset)
+        yield dg.MaterializeResult(asset_key=feed.silver_key, metadata=metadata)
+        silver_uri = table_uri(settings.root, "silver", feed.dataset)
         touched = sorted({d for r in reports if r.published for d in r.touched_event_dates})
         table_checks = [
-            silver_has_one_row_per_event_id(silver_uri, SILVER_KEY),
-            silver_rows_match_contract(silver_uri, touched, SILVER_KEY, BILLING_EVENTS.silver_schema),
+            silver_has_one_row_per_key(silver_uri, feed),
+            silver_rows_match_contract(silver_uri, touched, feed),
         ]
         yield from table_checks
         failed_checks = [str(check.check_name) for check in table_checks if not check.passed]
         if failed_checks:  # blocking: gold must not aggregate a broken silver
             raise dg.Failure(description=f"silver failed {', '.join(failed_checks)} after publishing; see the checks' metadata")
 
-    return silver_billing_events
+    return silver

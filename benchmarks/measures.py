@@ -199,11 +199,11 @@ def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
 def _engine_dates(root: Path, dates: list[date]) -> None:
     """What a run does for each date, without Dagster: bronze, silver, gold and the checks' data work."""
     from assets.billing_feed import BILLING_EVENTS
-    from assets.gold import check_refresh, refresh_gold
-    from assets.silver import SILVER_KEY
-    from checks.silver_checks import silver_has_one_row_per_event_id, silver_rows_match_contract
+    from checks.gold_checks import gold_matches_silver_aggregate
+    from checks.silver_checks import silver_has_one_row_per_key, silver_rows_match_contract
     from lakehouse.batch import publish_silver
     from lakehouse.bronze import land_bronze
+    from lakehouse.restatement import refresh_gold
     from lakehouse.storage import table_uri
 
     settings = _settings(root)
@@ -211,10 +211,12 @@ def _engine_dates(root: Path, dates: list[date]) -> None:
     for arrival in dates:
         land_bronze(settings, BILLING_EVENTS, arrival, "bench", "bench")
         report = publish_silver(settings, BILLING_EVENTS, arrival, "bench", "bench")
-        silver_has_one_row_per_event_id(silver_uri, SILVER_KEY)
-        silver_rows_match_contract(silver_uri, report.touched_event_dates, SILVER_KEY, BILLING_EVENTS.silver_schema)
-        refreshed = refresh_gold(settings, report.touched_event_dates, report.batch_id, "bench")
-        check_refresh(str(root), report.touched_event_dates, refreshed)
+        silver_has_one_row_per_key(silver_uri, BILLING_EVENTS)
+        silver_rows_match_contract(silver_uri, report.touched_event_dates, BILLING_EVENTS)
+        refreshed = refresh_gold(settings, BILLING_EVENTS, report.touched_event_dates, report.batch_id, "bench")
+        gold_matches_silver_aggregate(
+            str(root), BILLING_EVENTS, report.touched_event_dates, refreshed.source_version, refreshed.table_version
+        )
 
 
 def _backfill_runs(root: Path, dates: list[date]) -> tuple[float, int]:
@@ -224,16 +226,16 @@ def _backfill_runs(root: Path, dates: list[date]) -> tuple[float, int]:
     import json
 
     from assets.billing_feed import BILLING_EVENTS
-    from assets.sensors import gold_refresh_request
-    from lakehouse.definitions import GOLD_JOB, INGEST_JOB, build_definitions
+    from lakehouse.definitions import build_definitions
     from lakehouse.ops import OpsTables
     from lakehouse.resources import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
     from lakehouse.runner import instance_for
+    from lakehouse.triggers import gold_refresh_request
 
     settings = _settings(root)
     instance = instance_for(settings)
     definitions = build_definitions(settings)
-    ingest, refresh = definitions.resolve_job_def(INGEST_JOB), definitions.resolve_job_def(GOLD_JOB)
+    ingest, refresh = definitions.resolve_job_def(BILLING_EVENTS.ingest_job), definitions.resolve_job_def(BILLING_EVENTS.gold_job)
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     per_run, runs = settings.backfill_partitions_per_run, 0
     start = time.perf_counter()
@@ -277,11 +279,12 @@ def backfill_engine(work: Path, scratch: Path, params: dict[str, Any]) -> Result
 @measure("status")
 def status(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     """`lakehouse status` (what it computes, without the process start-up) after N batches."""
+    from assets.billing_feed import BILLING_EVENTS
     from lakehouse.status import collect_status, render_status
 
     root = work / f"batches-{params['batches']}"
     start = time.perf_counter()
-    text = render_status(collect_status(str(root), "billing_events", "daily_account_revenue"))
+    text = render_status(collect_status(str(root), BILLING_EVENTS))
     return time.perf_counter() - start, params["batches"], {"lines": len(text.splitlines())}
 
 

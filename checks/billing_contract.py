@@ -112,3 +112,38 @@ def billing_event_contract(allowed_lateness_days: int) -> pa.DataFrameSchema:
         checks=_type_rules() + _value_rules() + _time_rules(allowed_lateness_days),
         name=f"billing_events_v{CONTRACT_VERSION}",
     )
+
+
+def silver_row_contract() -> pa.DataFrameSchema:
+    """What every published silver row must satisfy, whatever batch wrote it."""
+    amount, kind = pl.col("amount_minor"), pl.col("event_type")
+    sign_ok = (
+        ((kind == "charge") & (amount > 0))
+        | (kind.is_in(["refund", "credit"]) & (amount < 0))
+        | ((kind == "adjustment") & (amount != 0))
+    )
+    return pa.DataFrameSchema(
+        {
+            "event_id": pa.Column(pl.String, pa.Check.str_length(1, 128), nullable=False),
+            "source_version": pa.Column(pl.Int64, pa.Check.ge(1), nullable=False),
+            "account_id": pa.Column(pl.String, pa.Check.str_length(min_value=1), nullable=False),
+            "event_type": pa.Column(pl.String, pa.Check.isin(EVENT_TYPES), nullable=False),
+            "event_ts": pa.Column(pl.Datetime("us", "UTC"), nullable=False),
+            "amount_minor": pa.Column(pl.Int64, nullable=False),
+            "currency": pa.Column(pl.String, pa.Check.isin(CURRENCIES), nullable=False),
+            "payload": pa.Column(pl.String, nullable=True),
+            "event_date": pa.Column(pl.Date, nullable=False),
+            "_batch_id": pa.Column(pl.String, nullable=False),
+            "_arrival_date": pa.Column(pl.Date, nullable=False),
+            "_source_file": pa.Column(pl.String, nullable=False),
+            "_source_line": pa.Column(pl.Int64, pa.Check.ge(1), nullable=False),
+        },
+        checks=[
+            pa.Check(lambda d: d.lazyframe.select(sign_ok), name="amount sign matches event_type"),
+            pa.Check(
+                lambda d: d.lazyframe.select(pl.col("event_ts").dt.date() == pl.col("event_date")),
+                name="event_date is the UTC date of event_ts",
+            ),
+        ],
+        name="silver_billing_events",
+    )

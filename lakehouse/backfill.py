@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from lakehouse.feed import FeedSpec
+
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -47,7 +49,11 @@ mutation Cancel($id: String!) {
 
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 SUCCEEDED = {"COMPLETED", "COMPLETED_SUCCESS"}
-DEFAULT_ASSETS = ("bronze/billing_events", "silver/billing_events", "silver/billing_events_quarantine")
+
+
+def ingest_assets(feed: FeedSpec) -> list[str]:
+    """What a backfill launches by default: a feed's bronze, silver and quarantine (gold follows by its sensor)."""
+    return [key.to_user_string() for key in (feed.bronze_key, feed.silver_key, feed.quarantine_key)]
 
 
 class BackfillError(RuntimeError):

@@ -15,7 +15,6 @@ from typing import NoReturn
 
 from lakehouse.settings import DAY, DEFAULT_ROOT, SettingError, Settings, kind_of, option_type
 
-DATASET, GOLD_TABLE = "billing_events", "daily_account_revenue"
 DEMO_MARKER = ".lakehouse-demo"
 DAY_ARG = option_type(DAY)  # an impossible date (2026-02-30) is an argument error, not a traceback
 
@@ -34,7 +33,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from assets.sample_data import generate_landing
+    from lakehouse.definitions import sample_generator
+
+    generate_landing = sample_generator()
 
     root = Path(_settings(args).root)
     try:
@@ -50,20 +51,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | None, accept_damaged_files: bool = False) -> int:
+    from lakehouse.definitions import feeds
     from lakehouse.runner import pending_arrival_dates, run_arrival_dates
 
-    dates = dates or pending_arrival_dates(settings, DATASET)
-    if not dates:
+    to_run = {feed.dataset: (feed, dates or pending_arrival_dates(settings, feed.dataset)) for feed in feeds()}
+    if not any(feed_dates for _, feed_dates in to_run.values()):
         print("nothing to run: every landed arrival date is already published with its current files")
         return 0
     failed = 0
-    # The Dagster partitions must contain every date run here, whatever the calendar says today.
-    settings = replace(settings, partitions_start=min(settings.partitions_start, *dates), partitions_end=max(dates))
-    for outcome in run_arrival_dates(settings, dates, max_rejected_fraction, accept_damaged_files=accept_damaged_files):
-        print(
-            f"{outcome.arrival_date}  {'ok    ' if outcome.ok else 'FAILED'}  run {outcome.ingest_run_id[:8]}  {outcome.message}"
+    for feed, feed_dates in to_run.values():
+        if not feed_dates:
+            continue
+        # The Dagster partitions must contain every date run here, whatever the calendar says today.
+        stretched = replace(
+            settings, partitions_start=min(settings.partitions_start, *feed_dates), partitions_end=max(feed_dates)
         )
-        failed += not outcome.ok
+        named = f"{feed.dataset}  " if len(to_run) > 1 else ""
+        for outcome in run_arrival_dates(stretched, feed_dates, max_rejected_fraction, None, accept_damaged_files, feed):
+            print(
+                f"{named}{outcome.arrival_date}  {'ok    ' if outcome.ok else 'FAILED'}  run {outcome.ingest_run_id[:8]}  "
+                f"{outcome.message}"
+            )
+            failed += not outcome.ok
     if failed:
         print(f"{failed} arrival date(s) failed; see `lakehouse status` and the runs in the Dagster UI", file=sys.stderr)
     return 1 if failed else 0
@@ -77,19 +86,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     from lakehouse.status import collect_status, render_status
 
     settings = _settings(args)
-    status = collect_status(settings.root, DATASET, GOLD_TABLE, settings.retention_hours)
-    print(json.dumps(status, indent=2, default=str) if args.json else render_status(status))
+    from lakehouse.definitions import feeds
+
+    statuses = [collect_status(settings.root, feed, settings.retention_hours) for feed in feeds()]
+    if args.json:  # one feed: its status object; several: one object per feed, keyed by dataset
+        shown = statuses[0] if len(statuses) == 1 else {status["feed"]: status for status in statuses}
+        print(json.dumps(shown, indent=2, default=str))
+    else:
+        print("\n\n".join(render_status(status) for status in statuses))
     return 0
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:
+    from lakehouse.definitions import feeds
     from lakehouse.locking import WriterBusyError
     from lakehouse.maintenance import maintain
 
     settings = _settings(args)
     hours = settings.retention_hours if args.retention_hours is None else args.retention_hours
     try:
-        found = maintain(settings.root, hours, [DATASET, f"gold_{GOLD_TABLE}"], settings.lock_timeout_seconds, args.dry_run)
+        writers = [name for feed in feeds() for name in (feed.dataset, f"gold_{feed.gold.table}")]
+        found = maintain(settings.root, hours, writers, settings.lock_timeout_seconds, args.dry_run)
     except (WriterBusyError, ValueError) as error:
         print(f"lakehouse maintain: {error}", file=sys.stderr)
         return 2
@@ -105,8 +122,10 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from assets.sample_data import generate_landing
+    from lakehouse.definitions import feeds, sample_generator
     from lakehouse.status import collect_status, render_status
+
+    generate_landing = sample_generator()
 
     root = Path(args.root or os.environ.get("LAKEHOUSE_ROOT") or "demo-lakehouse")
     settings = Settings.from_env(root=str(root))  # every setting checked before anything is written
@@ -126,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     code = _run(settings, summary.arrival_dates, None)
     elapsed = time.perf_counter() - started
-    print("\n" + render_status(collect_status(str(root), DATASET, GOLD_TABLE, settings.retention_hours)))
+    print("\n" + "\n\n".join(render_status(collect_status(str(root), feed, settings.retention_hours)) for feed in feeds()))
     print(f"\n{summary.lines:,} records end to end in {elapsed:.1f}s ({summary.lines / elapsed:,.0f} records/s).")
     print(f"Explore it: `lakehouse status --root {root}`, or the Dagster UI on this root: `LAKEHOUSE_ROOT={root} make ui`")
     return code
@@ -139,7 +158,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from lakehouse.backfill import DEFAULT_ASSETS, BackfillClient, BackfillError, date_range
+    from lakehouse.backfill import BackfillClient, BackfillError, date_range, ingest_assets
+    from lakehouse.definitions import feeds
 
     settings = _settings(args)
     client = BackfillClient(args.url)
@@ -156,7 +176,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return 2
     try:
         partitions = date_range(getattr(args, "from"), args.to)
-        assets = args.assets or list(DEFAULT_ASSETS)
+        assets = args.assets or [key for feed in feeds() for key in ingest_assets(feed)]
         # The caps this backfill runs under, as run tags (the run queue and the assets read the settings themselves).
         tags = {
             "lakehouse/trigger": "backfill",

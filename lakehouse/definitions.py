@@ -1,8 +1,7 @@
-"""The composition root that workspace.yaml loads: the billing feed's assets, checks, jobs and sensors."""
+"""The composition root that workspace.yaml loads: the feeds, and each one's assets, checks, jobs and sensors."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import dagster as dg
@@ -11,11 +10,9 @@ from dagster._core.executor.base import Executor
 from dagster._core.executor.in_process import InProcessExecutor  # likewise; built as the in_process_executor builds it
 from dagster._core.executor.multiprocess import MultiprocessExecutor  # likewise
 
+from lakehouse.feed import FeedSpec
 from lakehouse.resources import BACKFILL_TAG, LakehouseResource
 from lakehouse.settings import Settings
-
-INGEST_JOB = "ingest_billing_events"
-GOLD_JOB = "refresh_gold_daily_account_revenue"
 
 
 class RunKindExecutor(dg.Executor):
@@ -55,38 +52,34 @@ def run_kind_executor(settings: Settings) -> dg.ExecutorDefinition:
     return lakehouse_run_kind
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    # Imported here so the engine never imports a feed at module level (imports flow assets -> lakehouse).
-    from assets.bronze import build_bronze
-    from assets.gold import GOLD_KEY, build_gold
-    from assets.partitions import arrival_partitions, event_partitions, gold_from_arrivals
-    from assets.sensors import build_sensors
-    from assets.silver import build_silver
+def feeds() -> list[FeedSpec]:
+    """The feeds this code location runs: a new feed is one more spec here, and nothing else in the engine."""
+    from assets.billing_feed import BILLING_EVENTS  # imported here: the engine never imports a feed at module level
 
-    arrivals = arrival_partitions(settings)
-    events = event_partitions(settings)
-    with warnings.catch_warnings():
-        # BackfillPolicy and nonexistent-upstream mappings are beta in 1.13; we use them on purpose and pin the minor version.
-        warnings.filterwarnings("ignore", category=dg.BetaWarning)
-        # A backfill run of bronze/silver carries at most this many arrival dates (their bodies loop over them in order).
-        per_run = dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.backfill_partitions_per_run)
-        bronze, silver = build_bronze(arrivals, per_run), build_silver(arrivals, per_run)
-        gold = build_gold(events, gold_from_arrivals(settings))
-    ingest = dg.define_asset_job(
-        INGEST_JOB,
-        selection=dg.AssetSelection.assets(bronze, silver),
-        description="Land one arrival date into bronze, then judge, gate and publish it to silver.",
+    return [BILLING_EVENTS]
+
+
+def default_feed() -> FeedSpec:
+    """The feed a caller means when it names none: the only one (a second feed makes callers name theirs)."""
+    [feed] = feeds()
+    return feed
+
+
+def sample_generator():  # type: ignore[no-untyped-def]
+    """What `lakehouse generate` and the demo write: the billing feed's realistic landing files, faults included."""
+    from assets.sample_data import generate_landing
+
+    return generate_landing
+
+
+def build_definitions(settings: Settings, with_feeds: list[FeedSpec] | None = None) -> dg.Definitions:
+    """Every feed's assets, checks, jobs and sensors (each built from its spec), sharing one resource and executor."""
+    from assets.definitions import feed_definitions
+
+    shared = dg.Definitions(
+        resources={"lakehouse": LakehouseResource.from_settings(settings)}, executor=run_kind_executor(settings)
     )
-    refresh = dg.define_asset_job(
-        GOLD_JOB, selection=dg.AssetSelection.assets(GOLD_KEY), description="Recompute gold for the event dates a batch touched."
-    )
-    return dg.Definitions(
-        assets=[bronze, silver, gold],
-        jobs=[ingest, refresh],
-        sensors=build_sensors(INGEST_JOB, GOLD_JOB),
-        resources={"lakehouse": LakehouseResource.from_settings(settings)},
-        executor=run_kind_executor(settings),
-    )
+    return dg.Definitions.merge(*(feed_definitions(feed, settings) for feed in with_feeds or feeds()), shared)
 
 
 @dg.definitions

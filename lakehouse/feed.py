@@ -1,10 +1,11 @@
-"""What the engine needs to know about a feed; a new feed is one FeedSpec plus its contract and gold."""
+"""What the engine needs to know about a feed: a new feed is one FeedSpec (contract, key, gold aggregate), no engine edit."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
@@ -18,6 +19,27 @@ LINEAGE_SCHEMA: dict[str, pl.DataType] = {
     "_source_line": pl.Int64(),
 }
 KEY_FINGERPRINT = "_key_fp"  # the ledger's stable int64 fingerprint of the key
+
+
+@dataclass(frozen=True)
+class GoldSpec:
+    """A feed's gold aggregate: a pure function of silver's rows, one partition per silver partition.
+
+    Attributes:
+        table: the table name (`tables/gold/<table>`, asset key `["gold", table]`).
+        schema: its columns, the partition column first among them.
+        aggregate: silver rows (of `source_columns`) -> gold rows, for any set of partitions.
+        source_columns: the silver columns `aggregate` reads (only these are loaded).
+        measure: the total a restatement record carries before and after (`<measure>_before`, `_after`).
+        description: what a row is, for the Dagster UI.
+    """
+
+    table: str
+    schema: Mapping[str, pl.DataType]
+    aggregate: Callable[[pl.DataFrame], pl.DataFrame]
+    source_columns: Sequence[str]
+    measure: str
+    description: str
 
 
 @dataclass(frozen=True)
@@ -37,6 +59,10 @@ class FeedSpec:
         contract_version: the contract's version, recorded with every batch.
         compatibility: the schema drift policy enforced on every batch (a setting may override it).
         drift_share: the share of a batch's parsed objects at which a change is systematic (see lakehouse.drift).
+        gold: the feed's aggregate.
+        row_contract: what every published silver row satisfies (the blocking table check after each commit).
+        future_skew_days: event time at or after arrival date + this many days is from the future (event
+            partitions reach that far ahead of the last arrival date).
     """
 
     dataset: str
@@ -49,9 +75,54 @@ class FeedSpec:
     contract: Callable[[int], pa.DataFrameSchema]
     required: Sequence[str]
     contract_version: int
+    gold: GoldSpec
+    row_contract: Callable[[], pa.DataFrameSchema]
+    future_skew_days: int
     compatibility: Compatibility = Compatibility.BACKWARD
     drift_share: float = 0.5
     partition: str = "event_date"
+
+    # Names follow storage and the dataset, so the engine finds any feed's jobs, ops and tables without knowing it.
+    @property
+    def bronze_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["bronze", self.dataset])
+
+    @property
+    def silver_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["silver", self.dataset])
+
+    @property
+    def quarantine_table(self) -> str:
+        return f"{self.dataset}_quarantine"
+
+    @property
+    def quarantine_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["silver", self.quarantine_table])
+
+    @property
+    def gold_key(self) -> dg.AssetKey:
+        return dg.AssetKey(["gold", self.gold.table])
+
+    @property
+    def ledger_table(self) -> str:
+        return f"{self.dataset}_ledger"
+
+    @property
+    def writer_pool(self) -> str:
+        """Every asset of the feed writes the ops batches table, so they share one pool (limit 1, see dagster.yaml)."""
+        return f"lakehouse_{self.dataset}_writer"
+
+    @property
+    def ingest_job(self) -> str:
+        return f"ingest_{self.dataset}"
+
+    @property
+    def gold_job(self) -> str:
+        return f"refresh_gold_{self.gold.table}"
+
+    @property
+    def silver_op(self) -> str:
+        return f"silver_{self.dataset}"
 
     @property
     def silver_schema(self) -> dict[str, pl.DataType]:

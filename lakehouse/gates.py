@@ -10,6 +10,16 @@ from lakehouse.feed import FeedSpec
 from lakehouse.resolution import Resolution
 
 COUNTED = ("inserted", "updated", "duplicates", "stale", "quarantined")
+# Every gate evaluate_gates returns, in its order: each is a blocking asset check on silver.
+GATE_NAMES = (
+    "rejected_fraction_within_threshold",
+    "silver_keys_are_unique",
+    "batch_counts_are_conserved",
+    "landed_files_are_readable",
+    "landed_files_are_unchanged",
+    "landing_has_no_symlinks",
+    "schema_drift_is_compatible",
+)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import polars as pl
 from lakehouse.faults import crash_point
 from lakehouse.landing import split_recorded
 from lakehouse.merge import apply_changes
-from lakehouse.storage import CommitInfo, ensure_table, read_table, table_uri
+from lakehouse.storage import CommitInfo, ensure_table, read_table, scan_table, table_exists, table_uri
 
 WALL_CLOCK = ("_run_id", "_recorded_at")
 BATCH_COUNTS = ("records_in", "inserted", "updated", "duplicates", "stale", "quarantined", "displaced")
@@ -65,15 +65,18 @@ INCIDENTS_SCHEMA: dict[str, pl.DataType] = {
 RESTATEMENTS_SCHEMA: dict[str, pl.DataType] = {
     "dataset": pl.String(),
     "table": pl.String(),
-    "event_date": pl.Date(),
+    "event_date": pl.Date(),  # the restated partition of the aggregate (billing's gold: the event date)
     "caused_by_batch_id": pl.String(),
     "rows_before": pl.Int64(),
     "rows_after": pl.Int64(),
-    "net_minor_before": pl.Int64(),
-    "net_minor_after": pl.Int64(),
     "_run_id": pl.String(),
     "_recorded_at": pl.Datetime("us", "UTC"),
 }
+
+
+def restatements_schema(measure: str) -> dict[str, pl.DataType]:
+    """The records' columns with a feed's measure totals, e.g. `net_minor_before` and `net_minor_after`."""
+    return {**RESTATEMENTS_SCHEMA, f"{measure}_before": pl.Int64(), f"{measure}_after": pl.Int64()}
 
 
 def now_utc() -> datetime:
@@ -205,11 +208,12 @@ class OpsTables:
         crash_point("after_incident_resolve")
         return len(resolved)
 
-    def record_restatements(self, rows: list[dict[str, object]], commit: CommitInfo) -> None:
+    def record_restatements(self, rows: list[dict[str, object]], measure: str, commit: CommitInfo) -> None:
         stamped = [{**row, "_run_id": commit.run_id, "_recorded_at": now_utc()} for row in rows]
-        self.upsert(
-            self.restatements, RESTATEMENTS_SCHEMA, stamped, ["dataset", "table", "event_date", "caused_by_batch_id"], commit
-        )
+        # One table for every feed: each adds its own measure's columns, other feeds' read null in its rows.
+        held = dict(scan_table(self.restatements).collect_schema()) if table_exists(self.restatements) else {}
+        schema = {**held, **restatements_schema(measure)}
+        self.upsert(self.restatements, schema, stamped, ["dataset", "table", "event_date", "caused_by_batch_id"], commit)
 
 
 def dumps(value: object) -> str:

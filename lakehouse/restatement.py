@@ -15,12 +15,12 @@ from datetime import date
 import polars as pl
 
 from lakehouse.faults import crash_point
+from lakehouse.feed import FeedSpec
 from lakehouse.locking import exclusive_writer
 from lakehouse.ops import OpsTables
+from lakehouse.resources import CODE_VERSION
 from lakehouse.settings import Settings
-from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, sql_in_list, table_version
-
-MEASURE = "net_minor"
+from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, sql_in_list, table_uri, table_version
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,31 @@ class RefreshReport:
     source_version: int | None  # the source snapshot the partitions were computed from
 
 
-def _partition_summary(frame: pl.DataFrame, partition: str, day: date) -> tuple[int, int]:
+def _partition_summary(frame: pl.DataFrame, partition: str, day: date, measure: str) -> tuple[int, int]:
     rows = frame.filter(pl.col(partition) == day)
-    return rows.height, int(rows.get_column(MEASURE).sum() or 0)
+    return rows.height, int(rows.get_column(measure).sum() or 0)
+
+
+def refresh_gold(settings: Settings, feed: FeedSpec, dates: list[date], caused_by: str, run_id: str) -> RefreshReport:
+    """Recompute the feed's gold for `dates` from silver; a batch's refresh also marks that batch complete."""
+    ops = OpsTables(settings.root)
+    commit = ops.commit_for_batch(feed.dataset, caused_by, run_id, CODE_VERSION)
+    report = refresh_partitions(
+        settings,
+        source_uri=table_uri(settings.root, "silver", feed.dataset),
+        target_uri=table_uri(settings.root, "gold", feed.gold.table),
+        target_schema=dict(feed.gold.schema),
+        partition=feed.partition,
+        dates=dates,
+        aggregate=feed.gold.aggregate,
+        source_columns=list(feed.gold.source_columns),
+        measure=feed.gold.measure,
+        caused_by=caused_by,
+        commit=commit,
+        table_name=f"gold/{feed.gold.table}",
+    )
+    ops.mark_complete(caused_by, commit)
+    return report
 
 
 def refresh_partitions(
@@ -48,11 +70,14 @@ def refresh_partitions(
     dates: list[date],
     aggregate: Callable[[pl.DataFrame], pl.DataFrame],
     source_columns: list[str],
+    measure: str,
     caused_by: str,
     commit: CommitInfo,
     table_name: str,
 ) -> RefreshReport:
-    """Recompute `aggregate` (of the source's `source_columns`) for each date and replace only the partitions that changed."""
+    """Recompute `aggregate` (of the source's `source_columns`) for each date and replace only the partitions that changed.
+
+    A restatement record carries the partition's rows and its `measure` total, before and after."""
     with exclusive_writer(settings.root, table_name.replace("/", "_"), settings.lock_timeout_seconds):
         ensure_table(target_uri, target_schema, [partition], commit)  # under the lock: it may migrate the schema
         if not dates:
@@ -74,10 +99,10 @@ def refresh_partitions(
         ]
         restatements = []
         for day in changed:
-            rows_before, total_before = _partition_summary(before, partition, day)
+            rows_before, total_before = _partition_summary(before, partition, day, measure)
             if rows_before == 0:
                 continue  # a first publication, not a restatement: nobody can have used it yet
-            rows_after, total_after = _partition_summary(after, partition, day)
+            rows_after, total_after = _partition_summary(after, partition, day, measure)
             restatements.append(
                 {
                     "dataset": commit.dataset,
@@ -86,12 +111,12 @@ def refresh_partitions(
                     "caused_by_batch_id": caused_by,
                     "rows_before": rows_before,
                     "rows_after": rows_after,
-                    f"{MEASURE}_before": total_before,
-                    f"{MEASURE}_after": total_after,
+                    f"{measure}_before": total_before,
+                    f"{measure}_after": total_after,
                 }
             )
         if restatements:
-            OpsTables(settings.root).record_restatements(restatements, commit)
+            OpsTables(settings.root).record_restatements(restatements, measure, commit)
             crash_point("after_restatement_record")
         rows = after.filter(pl.col(partition).is_in(pl.Series(changed, dtype=pl.Date).implode()))
         if changed:

@@ -18,11 +18,13 @@ from string import Template
 import dagster as dg
 import polars as pl
 
-from lakehouse.definitions import GOLD_JOB, INGEST_JOB, build_definitions
+from lakehouse.definitions import build_definitions, default_feed
+from lakehouse.feed import FeedSpec
 from lakehouse.landing import current_batch_id, landed_arrival_dates
 from lakehouse.locking import exclusive_file_lock
 from lakehouse.ops import OpsTables
 from lakehouse.settings import Settings
+from lakehouse.triggers import gold_refresh_request
 
 
 @dataclass(frozen=True)
@@ -162,21 +164,20 @@ def _run_arrival_dates(
     max_rejected_fraction: float | None = None,
     instance: dg.DagsterInstance | None = None,
     accept_damaged_files: bool = False,
+    feed: FeedSpec | None = None,
 ) -> list[DateOutcome]:
-    from assets.billing_feed import BILLING_EVENTS  # the composition root wires the one feed
-    from assets.sensors import gold_refresh_request
-
-    defs = build_definitions(settings)
+    feed = feed or default_feed()
+    defs = build_definitions(settings, [feed])
     instance = instance or instance_for(settings)
     fail_abandoned_cli_runs(instance)
     cli_tags = {"lakehouse/trigger": "cli", PID_TAG: f"{socket.gethostname()}:{os.getpid()}"}
-    ingest, refresh = defs.resolve_job_def(INGEST_JOB), defs.resolve_job_def(GOLD_JOB)
+    ingest, refresh = defs.resolve_job_def(feed.ingest_job), defs.resolve_job_def(feed.gold_job)
     quiet = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}}
     }  # the instance keeps every event; the terminal gets the summary
     run_config = {
         "ops": {
-            "silver_billing_events": {
+            feed.silver_op: {
                 "config": {"max_rejected_fraction": max_rejected_fraction, "accept_damaged_files": accept_damaged_files}
             }
         },
@@ -201,7 +202,7 @@ def _run_arrival_dates(
             continue
         batch = (
             OpsTables(settings.root)
-            .batch_rows(BILLING_EVENTS.dataset)
+            .batch_rows(feed.dataset)
             .filter((pl.col("arrival_date") == arrival) & pl.col("status").is_in(["published", "complete"]))
             .sort("_recorded_at")
             .tail(1)
@@ -227,7 +228,9 @@ def run_arrival_dates(
     max_rejected_fraction: float | None = None,
     instance: dg.DagsterInstance | None = None,
     accept_damaged_files: bool = False,
+    feed: FeedSpec | None = None,
 ) -> list[DateOutcome]:
-    """Ingest then refresh gold for each arrival date, in date order, through the real definitions."""
+    """Ingest then refresh gold for each arrival date of `feed` (default: the code location's one feed), in date
+    order, through the real definitions."""
     with reaping_abandoned_cli_runs(settings):
-        return _run_arrival_dates(settings, arrival_dates, max_rejected_fraction, instance, accept_damaged_files)
+        return _run_arrival_dates(settings, arrival_dates, max_rejected_fraction, instance, accept_damaged_files, feed)

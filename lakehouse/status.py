@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 
+from lakehouse.feed import FeedSpec
 from lakehouse.landing import scan_landing
 from lakehouse.maintenance import survey
 from lakehouse.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
@@ -70,7 +71,9 @@ def _table_facts(uri: str) -> dict[str, object]:
     }
 
 
-def collect_status(root: str, dataset: str, gold_table: str, retention_hours: float = Settings.retention_hours) -> dict[str, Any]:
+def collect_status(root: str, feed: FeedSpec, retention_hours: float = Settings.retention_hours) -> dict[str, Any]:
+    """One feed's tables, batches, incidents and landing folder, and the root's shared ops tables and orphans."""
+    dataset, gold_table = feed.dataset, feed.gold.table
     tables = {
         f"bronze.{dataset}": table_uri(root, "bronze", dataset),
         f"silver.{dataset}": table_uri(root, "silver", dataset),
@@ -88,10 +91,12 @@ def collect_status(root: str, dataset: str, gold_table: str, retention_hours: fl
         .unique("arrival_date", keep="first", maintain_order=True)
     )
     quarantine = read_table(tables[f"silver.{dataset}_quarantine"], columns=["_reason"], empty_schema={"_reason": pl.String()})
-    incidents = read_table(ops.incidents, pl.col("status") == "open", empty_schema=INCIDENTS_SCHEMA)
-    restatements = read_table(ops.restatements, empty_schema=RESTATEMENTS_SCHEMA)
+    of_feed = pl.col("dataset") == dataset
+    incidents = read_table(ops.incidents, of_feed & (pl.col("status") == "open"), empty_schema=INCIDENTS_SCHEMA)
+    restatements = read_table(ops.restatements, of_feed, ["dataset"], empty_schema=RESTATEMENTS_SCHEMA)
     return {
         "root": root,
+        "feed": dataset,
         "tables": {name: _table_facts(uri) for name, uri in tables.items()},
         "last_batches": [
             {
@@ -133,7 +138,7 @@ def _orphans(root: str, retention_hours: float) -> dict[str, dict[str, int]]:
 
 
 def render_status(status: dict[str, Any]) -> str:
-    lines = [f"Lakehouse at {status['root']}", "", "Tables:"]
+    lines = [f"Lakehouse at {status['root']}, feed {status['feed']}", "", "Tables:"]
     for name, facts in status["tables"].items():
         if not facts["exists"]:
             lines.append(f"  {name:<40} (not created yet)")

@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from assets.gold import GOLD_TABLE, refresh_gold
 from lakehouse.batch import SilverReport, publish_silver
 from lakehouse.bronze import land_bronze
 from lakehouse.feed import BRONZE_SCHEMA
+from lakehouse.restatement import refresh_gold
 from lakehouse.settings import Settings
 from lakehouse.storage import read_table, table_uri
 
@@ -99,7 +99,7 @@ def run_batch(root: Path, arrival: str | date, run_id: str = "test-run", **overr
         bool(overrides.get("accept_damaged_files")),  # type: ignore[arg-type]
     )
     if report.published:
-        refresh_gold(settings, report.touched_event_dates, report.batch_id, run_id)
+        refresh_gold(settings, BILLING_EVENTS, report.touched_event_dates, report.batch_id, run_id)
     return report
 
 
@@ -121,7 +121,7 @@ def quarantine(root: Path) -> pl.DataFrame:
 
 def gold(root: Path) -> pl.DataFrame:
     return (
-        read_table(table_uri(root, "gold", GOLD_TABLE)).sort("event_date", "account_id", "currency")
+        read_table(table_uri(root, "gold", BILLING_EVENTS.gold.table)).sort("event_date", "account_id", "currency")
         if (root / "tables" / "gold").exists()
         else pl.DataFrame()
     )

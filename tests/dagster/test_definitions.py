@@ -9,9 +9,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets.gold import GOLD_KEY
-from assets.silver import QUARANTINE_KEY, SILVER_KEY
-from lakehouse.definitions import GOLD_JOB, build_definitions
+from assets.billing_feed import BILLING_EVENTS
+from lakehouse.definitions import build_definitions
 from lakehouse.runner import run_arrival_dates
 from lakehouse.storage import read_table, table_uri
 from tests.support import event, gold, land, settings_for, silver
@@ -60,7 +59,7 @@ def test_a_run_publishes_with_passing_checks_and_batch_metadata(tmp_path: Path) 
     assert outcome.ok
     evaluations = check_evaluations(instance, outcome.ingest_run_id)
     assert all(e.passed for e in evaluations.values()) and len(evaluations) == 9  # seven gates, two table checks
-    materialization = instance.get_latest_materialization_event(SILVER_KEY).asset_materialization
+    materialization = instance.get_latest_materialization_event(BILLING_EVENTS.silver_key).asset_materialization
     assert materialization.partition == D1
     metadata = materialization.metadata
     assert metadata["inserted"].value == 2 and metadata["records_in"].value == 2 and len(metadata["batch_id"].value) == 64
@@ -68,7 +67,7 @@ def test_a_run_publishes_with_passing_checks_and_batch_metadata(tmp_path: Path) 
     assert metadata["freshness_lag_hours"].value == 12.0  # newest event at noon of its arrival date
     assert metadata["contract_version"].value == 1 and metadata["schema_compatibility"].value == "backward"
     assert metadata["schema_drift"].value["compatible"] is True
-    gold_event = instance.get_latest_materialization_event(GOLD_KEY).asset_materialization
+    gold_event = instance.get_latest_materialization_event(BILLING_EVENTS.gold_key).asset_materialization
     assert gold_event.partition == D1 and gold_event.metadata["changed_event_dates"].value == [D1]
     assert gold(tmp_path).select("net_minor").item() == 60
 
@@ -86,9 +85,11 @@ def test_a_failed_gate_fails_the_run_shows_the_check_and_leaves_silver_and_gold_
     assert gate.metadata["quarantine_reasons"].value == {"malformed_record": 2, "naive_timestamp": 1}
     assert silver(tmp_path).equals(silver_before) and gold(tmp_path).equals(gold_before)
     assert (
-        instance.get_latest_materialization_event(SILVER_KEY).asset_materialization.partition == D1
+        instance.get_latest_materialization_event(BILLING_EVENTS.silver_key).asset_materialization.partition == D1
     )  # no new silver materialization
-    assert instance.get_latest_materialization_event(QUARANTINE_KEY).asset_materialization.partition == D2  # evidence published
+    assert (
+        instance.get_latest_materialization_event(BILLING_EVENTS.quarantine_key).asset_materialization.partition == D2
+    )  # evidence published
     incidents = read_table(table_uri(tmp_path, "ops", "incidents"))
     assert incidents.select("status", "arrival_date").rows() == [("open", date(2025, 1, 11))]
     assert incidents.item(0, "_run_id") == outcome.ingest_run_id
@@ -124,7 +125,6 @@ def test_landing_sensor_requests_each_set_of_files_once_keyed_by_batch_id(tmp_pa
 
 
 def test_gold_refresh_sensor_restates_the_event_dates_a_published_batch_touched(tmp_path: Path) -> None:
-    from assets.billing_feed import BILLING_EVENTS
     from lakehouse.batch import publish_silver
     from lakehouse.bronze import land_bronze
 
@@ -139,7 +139,7 @@ def test_gold_refresh_sensor_restates_the_event_dates_a_published_batch_touched(
         "2025-01-08",
         D1,
     )
-    result = defs.resolve_job_def(GOLD_JOB).execute_in_process(instance=instance, tags=request.tags)
+    result = defs.resolve_job_def(BILLING_EVENTS.gold_job).execute_in_process(instance=instance, tags=request.tags)
     assert result.success
     assert sorted(gold(tmp_path).get_column("event_date").to_list()) == [date(2025, 1, 8), date(2025, 1, 10)]
     assert sensor_result(defs, "billing_events_gold_refresh_sensor", instance).run_requests == []
@@ -151,7 +151,6 @@ def test_gold_check_judges_the_snapshot_its_refresh_read_even_if_silver_moves_on
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import assets.gold
-    from assets.billing_feed import BILLING_EVENTS
     from lakehouse.batch import publish_silver
     from lakehouse.bronze import land_bronze
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.bronze import BRONZE_KEY
+from assets.billing_feed import BILLING_EVENTS
 from lakehouse.definitions import build_definitions
 from lakehouse.runner import run_arrival_dates
 from tests.dagster.test_definitions import sensor_result
@@ -54,7 +54,7 @@ def test_bronze_metadata_lists_the_entries_it_did_not_read(tmp_path: Path) -> No
     instance = dg.DagsterInstance.ephemeral()
     [outcome] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 10)], instance=instance)
     assert outcome.ok
-    metadata = instance.get_latest_materialization_event(BRONZE_KEY).asset_materialization.metadata
+    metadata = instance.get_latest_materialization_event(BILLING_EVENTS.bronze_key).asset_materialization.metadata
     assert [(e["file"], e["ignored"]) for e in metadata["ignored_entries"].value] == [
         (f"{D1}/manifest.csv", "other_extension"),
         ("2026-02-30/", "not_a_date_folder"),

@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse.backfill import DEFAULT_ASSETS, BackfillClient
+from assets.billing_feed import BILLING_EVENTS
+from lakehouse.backfill import BackfillClient, ingest_assets
 from tests.e2e.dagster_ui import (
     BACKFILL_TAG,
     BRONZE,
@@ -73,7 +74,7 @@ def test_a_capped_backfill_keeps_two_runs_in_flight_under_the_row_rate_and_never
 
     with running_ui(root, tmp_path / "ui.log", **CAPS) as url:
         client = BackfillClient(url)
-        backfill_id = client.launch(list(DEFAULT_ASSETS), [f"2025-01-{d:02d}" for d in range(1, DAYS + 1)], {}, "capped")
+        backfill_id = client.launch(ingest_assets(BILLING_EVENTS), [f"2025-01-{d:02d}" for d in range(1, DAYS + 1)], {}, "capped")
         dagster = instance(root)
         # Land the new date once the backfill is under way: the sensor must ingest it without waiting for the backfill.
         wait_until(lambda: dagster.get_runs(filters=_backfill_filter(backfill_id)), 120, "the backfill's first run")

@@ -15,7 +15,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lakehouse.definitions import GOLD_JOB, INGEST_JOB, build_definitions
+from assets.billing_feed import BILLING_EVENTS
+from lakehouse.definitions import build_definitions
 from lakehouse.resources import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
 from lakehouse.runner import run_arrival_dates
 from lakehouse.storage import read_table, table_uri
@@ -42,7 +43,7 @@ def test_a_backfill_of_changed_arrival_dates_restates_gold_like_a_regular_run(tm
 
     settings = settings_for(root, backfill_rows_per_second=1000.0, backfill_partitions_per_run=2)
     defs, instance = build_definitions(settings), dg.DagsterInstance.ephemeral()
-    backfill = defs.resolve_job_def(INGEST_JOB).execute_in_process(
+    backfill = defs.resolve_job_def(BILLING_EVENTS.ingest_job).execute_in_process(
         instance=instance, tags={BACKFILL_TAG: "bf-test", RANGE_START_TAG: D1, RANGE_END_TAG: D2}
     )
     assert backfill.success
@@ -53,7 +54,7 @@ def test_a_backfill_of_changed_arrival_dates_restates_gold_like_a_regular_run(tm
     requests = sensor(context).run_requests
     assert len(requests) == 2  # one gold refresh per re-published batch
     for request in requests:
-        assert defs.resolve_job_def(GOLD_JOB).execute_in_process(instance=instance, tags=request.tags).success
+        assert defs.resolve_job_def(BILLING_EVENTS.gold_job).execute_in_process(instance=instance, tags=request.tags).success
 
     run_arrival_dates(settings_for(regular), [date(2025, 1, 10), date(2025, 1, 11)], instance=dg.DagsterInstance.ephemeral())
     assert_same_content(snapshot(root), snapshot(regular))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from assets.billing_feed import BILLING_EVENTS
 from lakehouse import landing as landing_module
 from lakehouse.landing import LandingError, read_batch, scan_landing
 from lakehouse.status import collect_status, render_status
@@ -167,7 +168,7 @@ def test_hostile_names_are_ingested_with_exact_lineage_and_shown_on_one_line(tmp
     assert sorted(bronze_rows(tmp_path).get_column("_source_file").to_list()) == sorted(f"{D1}/{n}" for n in names)
     listed = {e.path: e.reason for e in scan_landing(tmp_path, FEED).ignored}
     assert listed == {f"{D1}/bad-\\xff.jsonl": "name_not_utf8", f"{D1}/odd\\tname.csv": "other_extension"}
-    text = render_status(collect_status(str(tmp_path), FEED, "daily_account_revenue"))
+    text = render_status(collect_status(str(tmp_path), BILLING_EVENTS))
     assert f"{D1}/bad-\\xff.jsonl" in text and f"{D1}/odd\\tname.csv" in text  # escaped: each entry on one line
 
 
@@ -184,7 +185,7 @@ def test_status_lists_every_entry_not_ingested_in_text_and_json(tmp_path: Path) 
     (landing(tmp_path) / "manifest.csv").write_text("x\n")
     (landing(tmp_path) / D1 / "link.jsonl").symlink_to(outside)
     run_batch(tmp_path, D1)
-    status = collect_status(str(tmp_path), FEED, "daily_account_revenue")
+    status = collect_status(str(tmp_path), BILLING_EVENTS)
     expected = {
         f"{D1}/.part-0002.jsonl": "hidden",
         f"{D1}/_tmp-0003.jsonl": "hidden",

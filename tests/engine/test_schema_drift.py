@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from assets.billing_feed import BILLING_EVENTS
 from lakehouse.status import collect_status, render_status
 from lakehouse.storage import read_table, table_uri
 from tests.support import event, gold, land, run_batch, silver
@@ -34,7 +35,7 @@ def test_an_added_field_publishes_under_backward_and_a_removed_one_stops_the_bat
     assert silver(tmp_path).equals(before["silver"]) and gold(tmp_path).equals(before["gold"])
     assert read_table(table_uri(tmp_path, "ops", "billing_events_ledger")).equals(ledger_before)
 
-    status = collect_status(str(tmp_path), "billing_events", "daily_account_revenue")
+    status = collect_status(str(tmp_path), BILLING_EVENTS)
     assert status["schema"]["contract_version"] == 1 and status["schema"]["policy"] == "backward"
     seen = {(d["change"], d["field"]): d for d in status["schema"]["drift_seen"]}
     assert seen[("added_required", "channel")]["violated_policy"] == []

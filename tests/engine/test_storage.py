@@ -10,13 +10,15 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from assets.gold import GOLD_SCHEMA, GOLD_TABLE, SILVER_COLUMNS, daily_account_revenue
+from assets.billing_feed import BILLING_EVENTS, daily_account_revenue
 from assets.sample_data import generate_landing
 from lakehouse.locking import DistributedLockRequiredError, exclusive_writer
 from lakehouse.restatement import refresh_partitions
 from lakehouse.storage import CommitInfo, SchemaMigrationError, read_table, storage_options, table_uri
 from tests.support import event, land, run_batch, settings_for
 
+GOLD_SCHEMA, GOLD_TABLE = dict(BILLING_EVENTS.gold.schema), BILLING_EVENTS.gold.table
+SILVER_COLUMNS = list(BILLING_EVENTS.gold.source_columns)
 LINEAGE_KEYS = ("batch_id", "run_id", "code_version", "source_files", "batch_counts")
 
 
@@ -95,6 +97,7 @@ def _refresh(root: Path, schema: dict[str, pl.DataType], dates: list[date]) -> N
         dates=dates,
         aggregate=_with_largest_charge,
         source_columns=SILVER_COLUMNS,
+        measure=BILLING_EVENTS.gold.measure,
         caused_by="schema-change",
         commit=CommitInfo("billing_events", "schema-change", "run-2", "next", source_files=({"file": "x"},)),
         table_name=f"gold/{GOLD_TABLE}",
