@@ -22,8 +22,8 @@ run: setup  ## the demo: generate sample data into ./demo-lakehouse and run ever
 test: setup  ## the whole test suite
 	$(UV) run --frozen pytest
 
-test-fast: setup  ## unit, engine and in-process Dagster tests only
-	$(UV) run --frozen pytest -m "not e2e"
+test-fast: setup  ## unit, engine, property and in-process Dagster tests (every folder but e2e/ and benchmarks/)
+	$(UV) run --frozen pytest -m "not e2e and not bench"
 
 lint: setup  ## ruff lint and format check, mypy, the import contracts (pyproject.toml [tool.importlinter])
 	$(UV) run --frozen ruff check .

@@ -9,10 +9,9 @@ from pathlib import Path
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.batch import SilverReport, publish_silver
-from lakehouse.bronze import land_bronze
+from lakehouse.batch import SilverReport
 from lakehouse.feed import BRONZE_SCHEMA
-from lakehouse.restatement import refresh_gold
+from lakehouse.pipeline import run_date
 from lakehouse.settings import Settings
 from lakehouse.storage import read_table, table_uri
 
@@ -88,18 +87,15 @@ def run_batch(root: Path, arrival: str | date, run_id: str = "test-run", **overr
     acceptance = ("max_rejected_fraction", "accept_damaged_files")
     settings = settings_for(root, **{k: v for k, v in overrides.items() if k not in acceptance})
     day = date.fromisoformat(arrival) if isinstance(arrival, str) else arrival
-    land_bronze(settings, BILLING_EVENTS, day, run_id, "test")
-    report = publish_silver(
+    report, _ = run_date(
         settings,
         BILLING_EVENTS,
         day,
         run_id,
         "test",
-        overrides.get("max_rejected_fraction"),
-        bool(overrides.get("accept_damaged_files")),  # type: ignore[arg-type]
+        overrides.get("max_rejected_fraction"),  # type: ignore[arg-type]
+        bool(overrides.get("accept_damaged_files")),
     )
-    if report.published:
-        refresh_gold(settings, BILLING_EVENTS, report.touched_event_dates, report.batch_id, run_id)
     return report
 
 

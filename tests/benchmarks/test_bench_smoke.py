@@ -8,8 +8,6 @@ import pytest
 from benchmarks.run import main, plan
 from benchmarks.sizes import SIZES
 
-pytestmark = pytest.mark.e2e  # every measurement runs in its own subprocess
-
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:

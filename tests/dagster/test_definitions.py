@@ -15,7 +15,6 @@ from lakehouse.runner import run_arrival_dates
 from lakehouse.storage import read_table, table_uri
 from tests.support import event, gold, land, settings_for, silver
 
-pytestmark = pytest.mark.dagster
 D1, D2 = "2025-01-10", "2025-01-11"
 
 

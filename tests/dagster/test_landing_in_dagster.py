@@ -4,7 +4,6 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from assets.billing_feed import BILLING_EVENTS
 from lakehouse.definitions import build_definitions
@@ -12,7 +11,6 @@ from lakehouse.runner import run_arrival_dates
 from tests.dagster.test_definitions import sensor_result
 from tests.support import event, land, settings_for
 
-pytestmark = pytest.mark.dagster
 D1 = "2025-01-10"
 SENSOR = "billing_events_landing_sensor"
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from assets.billing_feed import BILLING_EVENTS
 from lakehouse.definitions import build_definitions
@@ -17,7 +16,6 @@ from tests.dagster.test_definitions import check_evaluations
 from tests.feeds.parcel_scans import PARCEL_SCANS
 from tests.support import event, land, settings_for
 
-pytestmark = pytest.mark.dagster
 D1, D2 = date(2025, 1, 10), date(2025, 1, 11)
 
 

@@ -16,7 +16,6 @@ from lakehouse.runner import run_arrival_dates
 from lakehouse.settings import SettingError, Settings
 from tests.support import NON_DEFAULT_TEXTS, event, land, silver
 
-pytestmark = pytest.mark.dagster
 D1 = "2025-01-10"
 
 

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from assets.billing_feed import BILLING_EVENTS
 from lakehouse.backfill import BackfillClient, ingest_assets
@@ -29,8 +28,6 @@ from tests.e2e.dagster_ui import (
 )
 from tests.e2e.harness import fresh_root, lakehouse, ok
 from tests.support import assert_same_content, snapshot
-
-pytestmark = pytest.mark.e2e
 
 DAYS, FIRST = 20, "2025-01-01"
 NEW_DATE = "2025-01-21"

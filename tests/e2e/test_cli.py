@@ -4,12 +4,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.harness import lakehouse as run_lakehouse
 from tests.support import event, land
-
-pytestmark = pytest.mark.e2e
 
 
 def lakehouse(*args: str, root: Path | None = None) -> subprocess.CompletedProcess[str]:

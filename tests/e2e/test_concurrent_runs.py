@@ -26,8 +26,6 @@ from tests.e2e.conftest import FIRST_ARRIVAL
 from tests.e2e.harness import GATED_PATH_POINTS, fresh_root, lakehouse, ok, start_lakehouse
 from tests.support import assert_same_content, silver, snapshot
 
-pytestmark = pytest.mark.e2e
-
 DAY, NEXT_DAY, LATER_DAY = FIRST_ARRIVAL, "2025-01-02", "2025-01-03"
 LOCKS = Path("tables", "ops", "_locks")
 FEED_LOCK = Path("tables", "ops", "_locks", "billing_events.lock")  # the lock every bronze/silver writer of the feed takes

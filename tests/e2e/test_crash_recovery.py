@@ -29,8 +29,6 @@ from tests.e2e.conftest import FIRST_ARRIVAL
 from tests.e2e.harness import GATED_PATH_POINTS, fresh_root, lakehouse, ok
 from tests.support import assert_same_content, event, land, silver, snapshot
 
-pytestmark = pytest.mark.e2e
-
 FIRST, CRASHED, GATED = FIRST_ARRIVAL, "2025-01-02", "2025-01-04"
 ACCEPT = ("--arrival-date", GATED, "--max-rejected-fraction", "1")
 RESTATEMENT_KEY = ["event_date", "caused_by_batch_id"]

@@ -17,8 +17,6 @@ from tests.e2e.dagster_ui import BACKFILL_TAG, instance, peak_in_flight, run_spa
 from tests.e2e.harness import lakehouse, ok
 from tests.support import assert_same_content, snapshot
 
-pytestmark = pytest.mark.e2e
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

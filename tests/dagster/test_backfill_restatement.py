@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from assets.billing_feed import BILLING_EVENTS
 from lakehouse.definitions import build_definitions
@@ -22,7 +21,6 @@ from lakehouse.runner import run_arrival_dates
 from lakehouse.storage import read_table, table_uri
 from tests.support import assert_same_content, event, land, settings_for, snapshot
 
-pytestmark = pytest.mark.dagster
 D1, D2 = "2025-01-10", "2025-01-11"
 RESTATEMENT_FACTS = ["event_date", "caused_by_batch_id", "rows_before", "rows_after", "net_minor_before", "net_minor_after"]
 
