@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 import pandera.polars as pa
@@ -91,6 +91,66 @@ def _deliveries(feed: FeedSpec, judged: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """The feed's tables one batch reads and writes."""
+
+    bronze: str
+    silver: str
+    quarantine: str
+    ledger: str
+
+    @classmethod
+    def of(cls, root: str, feed: FeedSpec) -> _Tables:
+        return cls(
+            table_uri(root, "bronze", feed.dataset),
+            table_uri(root, "silver", feed.dataset),
+            table_uri(root, "silver", feed.quarantine_table),
+            table_uri(root, "ops", feed.ledger_table),
+        )
+
+
+@dataclass(frozen=True)
+class _Landed:
+    """The one batch bronze holds for the date, and what bronze recorded of it (files and entries not read)."""
+
+    batch_id: str
+    recorded_status: str | None
+    recorded: list[dict[str, object]]
+
+    @property
+    def files(self) -> list[dict[str, object]]:
+        return split_recorded(self.recorded)[0]
+
+    @property
+    def ignored(self) -> list[dict[str, object]]:
+        return split_recorded(self.recorded)[1]
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """Everything decided about the batch before any write: its resolution, rejects, counts and gates."""
+
+    ledger: pl.DataFrame  # the ledger's rows of the batch's keys (this date's earlier attempt included)
+    resolution: Resolution
+    rejects: pl.DataFrame  # the batch's own quarantine rows: contract rejects and conflict losers
+    counts: dict[str, int]
+    drift: SchemaDrift
+    gates: list[Gate]
+
+    @property
+    def passed(self) -> bool:
+        return all(gate.passed for gate in self.gates)
+
+    @property
+    def rejected_fraction(self) -> float:
+        return self.counts["quarantined"] / self.counts["records_in"] if self.counts["records_in"] else 0.0
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        return dict(sorted(self.rejects.get_column("_reason").value_counts().iter_rows()))
+
+
 def publish_silver(
     settings: Settings,
     feed: FeedSpec,
@@ -107,199 +167,240 @@ def publish_silver(
     batch its gates would hold back (a raised threshold; files readable only in part).
     """
     threshold = settings.max_rejected_fraction if max_rejected_fraction is None else max_rejected_fraction
-    root, key, version = settings.root, feed.key, feed.version
-    bronze_uri = table_uri(root, "bronze", feed.dataset)
-    silver_uri = table_uri(root, "silver", feed.dataset)
-    quarantine_uri = table_uri(root, "silver", f"{feed.dataset}_quarantine")
-    ledger_uri = table_uri(root, "ops", f"{feed.dataset}_ledger")
-    ops = OpsTables(root)
+    tables, ops = _Tables.of(settings.root, feed), OpsTables(settings.root)
     if rate_limit is not None:  # a backfill's cap, paid before the writer lock so pacing never blocks other writers
-        rate_limit.acquire(read_table(bronze_uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"]).height)
-    with exclusive_writer(root, feed.dataset, settings.lock_timeout_seconds):
-        judged = _judge_bronze(bronze_uri, arrival_date, feed, feed.contract(settings.allowed_lateness_days), run_id)
-        deliveries, rejects = judged.deliveries, judged.rejects
-        batch_ids = sorted(judged.batch_ids)
-        landed = ops.batch_rows(feed.dataset).filter(pl.col("arrival_date") == arrival_date).sort("_recorded_at")
-        if not batch_ids and landed.height:  # files with only blank lines: an empty batch, still recorded
-            batch_ids = [landed.item(-1, "batch_id")]
-        if len(batch_ids) != 1:
-            raise RuntimeError(
-                f"bronze holds {len(batch_ids)} batches for {feed.dataset} {arrival_date}; materialize bronze for it first"
-            )
-        batch_id = batch_ids[0]
-        record = landed.filter(pl.col("batch_id") == batch_id)
-        recorded = json.loads(record.item(0, "files")) if record.height else []
-        files, ignored = split_recorded(recorded)
-
-        _fingerprint_old_ledger(
-            ledger_uri, feed, CommitInfo(feed.dataset, batch_id, run_id, code_version, arrival_date, tuple(files))
-        )
-        ledger = ledger_rows(ledger_uri, feed, deliveries)
-        resolution = resolve(deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), key, version)
-        losers = resolution.outcomes.filter(pl.col("_outcome") == "version_conflict")
-        own_quarantine = pl.concat([rejects, conflict_rows(feed, losers, _raw_lines(bronze_uri, arrival_date, losers), run_id)])
-
-        tally = resolution.counts()
-        counts = {
-            "records_in": judged.records_in,
-            "inserted": tally["inserted"],
-            "updated": tally["updated"],
-            "duplicates": tally["duplicate"],
-            "stale": tally["stale"],
-            "quarantined": own_quarantine.height,
-            "displaced": resolution.displaced.height,
-        }
-        damaged = [f for f in files if f.get("damage")]
-        changed = [f for f in files if f.get("changed")]
-        symlinks = [e for e in ignored if e["ignored"] == SYMLINK]
-        drift = detect_drift(
-            judged.shapes,
-            feed.fields,
-            feed.required,
-            contract_version=feed.contract_version,
-            policy=settings.compatibility_for(feed.compatibility),
-            share=feed.drift_share,
-        )
-        gates = evaluate_gates(
-            feed, judged.records_in, counts, resolution, threshold, damaged, accept_damaged_files, changed, symlinks, drift
-        )
-        reasons = dict(sorted(own_quarantine.get_column("_reason").value_counts().iter_rows()))
-        added = judged.added_fields
-        commit = CommitInfo(
-            dataset=feed.dataset,
-            batch_id=batch_id,
-            run_id=run_id,
-            code_version=code_version,
-            arrival_date=arrival_date,
-            source_files=tuple(files),
-            counts=counts,
-        )
+        rate_limit.acquire(read_table(tables.bronze, pl.col("_arrival_date") == arrival_date, ["_batch_id"]).height)
+    with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
+        judged = _judge_bronze(tables.bronze, arrival_date, feed, feed.contract(settings.allowed_lateness_days), run_id)
+        landed = _landed_batch(ops, feed, arrival_date, judged)
+        lineage = CommitInfo(feed.dataset, landed.batch_id, run_id, code_version, arrival_date, tuple(landed.files))
+        _fingerprint_old_ledger(tables.ledger, feed, lineage)
+        verdict = _decide(settings, feed, tables, arrival_date, judged, landed, threshold, accept_damaged_files, run_id)
+        commit = replace(lineage, counts=verdict.counts)
         # Created (or migrated) only now, so that commit too carries the batch's counts.
         for uri, schema, partition in (
-            (silver_uri, feed.silver_schema, feed.partition),
-            (ledger_uri, feed.ledger_schema, "_arrival_date"),
-            (quarantine_uri, feed.quarantine_schema, "_arrival_date"),
+            (tables.silver, feed.silver_schema, feed.partition),
+            (tables.ledger, feed.ledger_schema, "_arrival_date"),
+            (tables.quarantine, feed.quarantine_schema, "_arrival_date"),
         ):
             ensure_table(uri, schema, [partition], commit)
         facts = {
-            **counts,
-            "rejected_fraction": counts["quarantined"] / judged.records_in if judged.records_in else 0.0,
+            **verdict.counts,
+            "rejected_fraction": verdict.rejected_fraction,
             "max_rejected_fraction": threshold,
-            "gates": dumps({g.name: g.passed for g in gates}),
-            "reasons": dumps(reasons),
-            "schema_drift": dumps(drift.as_dict()),
+            "gates": dumps({g.name: g.passed for g in verdict.gates}),
+            "reasons": dumps(verdict.reasons),
+            "schema_drift": dumps(verdict.drift.as_dict()),
         }
-        samples = own_quarantine.head(SAMPLE_REJECTS).select("_source_file", "_source_line", "_reason", "_detail").to_dicts()
-        if not all(gate.passed for gate in gates):
-            write_quarantine(
-                quarantine_uri, feed, own_quarantine, arrival_date, commit
-            )  # the evidence is kept; nothing else changes
-            incident_ids = [
-                ops.open_incident(
-                    dataset=feed.dataset,
-                    arrival_date=arrival_date,
-                    batch_id=batch_id,
-                    failure_mode=f"gate_failed:{g.name}",
-                    guardrail=g.guardrail,
-                    observed=g.observed,
-                    affected_rows=counts["quarantined"],
-                    detail=f"batch {batch_id[:12]} of {arrival_date} not published: {g.observed} breaks {g.guardrail}",
-                    commit=commit,
-                )
-                for g in gates
-                if not g.passed
-            ]
-            crash_point("after_incident_record")
-            ops.record_batch(batch_record(feed.dataset, arrival_date, batch_id, "gated", recorded, code_version, **facts), commit)
-            crash_point("after_gated_batch_record")
-            return SilverReport(
-                batch_id,
-                arrival_date,
-                False,
-                judged.records_in,
-                counts,
-                reasons,
-                drift,
-                added,
-                gates,
-                [],
-                samples,
-                {"silver": table_version(silver_uri), "quarantine": table_version(quarantine_uri)},
-                _newest(deliveries, feed),
-                incident_ids,
-            )
+        if not verdict.passed:
+            incident_ids = _hold(ops, feed, tables, arrival_date, landed, verdict, facts, commit)
+            return _report(feed, arrival_date, judged, landed, verdict, tables, published=False, incident_ids=incident_ids)
+        touched, silver_change = _publish(ops, feed, tables, arrival_date, judged, landed, verdict, facts, commit, run_id)
+        return _report(feed, arrival_date, judged, landed, verdict, tables, published=True, touched=touched, change=silver_change)
 
-        displaced_raw = read_table(
-            bronze_uri,
-            pl.col("_arrival_date").is_in(resolution.displaced.get_column("_arrival_date").unique().implode()),
-            ["_raw", *LINEAGE],
-            BRONZE_SCHEMA,
+
+def _landed_batch(ops: OpsTables, feed: FeedSpec, arrival_date: date, judged: _Judged) -> _Landed:
+    """The batch bronze holds for the date: exactly one, or bronze must be materialized first."""
+    batch_ids = sorted(judged.batch_ids)
+    landed = ops.batch_rows(feed.dataset).filter(pl.col("arrival_date") == arrival_date).sort("_recorded_at")
+    if not batch_ids and landed.height:  # files with only blank lines: an empty batch, still recorded
+        batch_ids = [landed.item(-1, "batch_id")]
+    if len(batch_ids) != 1:
+        raise RuntimeError(
+            f"bronze holds {len(batch_ids)} batches for {feed.dataset} {arrival_date}; materialize bronze for it first"
         )
-        displaced_rows = conflict_rows(feed, resolution.displaced, displaced_raw, run_id)
-        write_quarantine(quarantine_uri, feed, pl.concat([own_quarantine, displaced_rows]), arrival_date, commit)
+    record = landed.filter(pl.col("batch_id") == batch_ids[0])
+    if record.is_empty():
+        return _Landed(batch_ids[0], None, [])
+    return _Landed(batch_ids[0], record.item(0, "status"), json.loads(record.item(0, "files")))
 
-        own_ledger = ledger.filter(pl.col("_arrival_date") == arrival_date)
-        if (
-            own_ledger.height != deliveries.height
-            # The content hash covers every contract field, so it and the lineage identify a ledger row.
-            or not own_ledger.join(deliveries, on=[key, version, "_content_hash", *LINEAGE_WITH_BATCH], how="anti").is_empty()
-        ):
-            replace_where(
-                ledger_uri,
-                deliveries.with_columns(key_fingerprints(deliveries.get_column(key)).alias(KEY_FINGERPRINT)),
-                f"_arrival_date = '{arrival_date.isoformat()}'",
-                commit,
-                "ledger: replace arrival date",
-                "during_ledger_write",
-            )
-            crash_point("after_ledger_commit")
 
-        silver_change = apply_to_silver(silver_uri, feed, deliveries, ledger, resolution, commit)
-        crash_point("after_silver_commit")
+def _decide(
+    settings: Settings,
+    feed: FeedSpec,
+    tables: _Tables,
+    arrival_date: date,
+    judged: _Judged,
+    landed: _Landed,
+    threshold: float,
+    accept_damaged_files: bool,
+    run_id: str,
+) -> _Verdict:
+    """Resolve the batch against the ledger's other batches, count every record once, and evaluate the gates."""
+    ledger = ledger_rows(tables.ledger, feed, judged.deliveries)
+    resolution = resolve(judged.deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), feed.key, feed.version)
+    losers = resolution.outcomes.filter(pl.col("_outcome") == "version_conflict")
+    rejects = pl.concat([judged.rejects, conflict_rows(feed, losers, _raw_lines(tables.bronze, arrival_date, losers), run_id)])
+    tally = resolution.counts()
+    counts = {
+        "records_in": judged.records_in,
+        "inserted": tally["inserted"],
+        "updated": tally["updated"],
+        "duplicates": tally["duplicate"],
+        "stale": tally["stale"],
+        "quarantined": rejects.height,
+        "displaced": resolution.displaced.height,
+    }
+    drift = detect_drift(
+        judged.shapes,
+        feed.fields,
+        feed.required,
+        contract_version=feed.contract_version,
+        policy=settings.compatibility_for(feed.compatibility),
+        share=feed.drift_share,
+    )
+    files = landed.files
+    gates = evaluate_gates(
+        feed,
+        judged.records_in,
+        counts,
+        resolution,
+        threshold,
+        [f for f in files if f.get("damage")],
+        accept_damaged_files,
+        [f for f in files if f.get("changed")],
+        [e for e in landed.ignored if e["ignored"] == SYMLINK],
+        drift,
+    )
+    return _Verdict(ledger, resolution, rejects, counts, drift, gates)
 
-        touched = sorted(
-            set(resolution.kept.get_column(feed.partition).to_list())
-            | set(resolution.prior_kept.get_column(feed.partition).to_list())
+
+def _hold(
+    ops: OpsTables,
+    feed: FeedSpec,
+    tables: _Tables,
+    arrival_date: date,
+    landed: _Landed,
+    verdict: _Verdict,
+    facts: dict[str, object],
+    commit: CommitInfo,
+) -> list[str]:
+    """A batch its gates hold back: keep its rejects as evidence, open an incident per failed gate; nothing else changes."""
+    write_quarantine(tables.quarantine, feed, verdict.rejects, arrival_date, commit)
+    batch_id = landed.batch_id
+    incident_ids = [
+        ops.open_incident(
+            dataset=feed.dataset,
+            arrival_date=arrival_date,
+            batch_id=batch_id,
+            failure_mode=f"gate_failed:{g.name}",
+            guardrail=g.guardrail,
+            observed=g.observed,
+            affected_rows=verdict.counts["quarantined"],
+            detail=f"batch {batch_id[:12]} of {arrival_date} not published: {g.observed} breaks {g.guardrail}",
+            commit=commit,
         )
-        # A complete batch re-run changes nothing downstream (its effect is a pure function), so it stays complete.
-        status = "complete" if record.height and record.item(0, "status") == "complete" else "published"
-        ops.record_batch(
-            batch_record(
-                feed.dataset,
-                arrival_date,
-                batch_id,
-                status,
-                recorded,
-                code_version,
-                touched_event_dates=dumps([d.isoformat() for d in touched]),
-                **facts,
-            ),
+        for g in verdict.gates
+        if not g.passed
+    ]
+    crash_point("after_incident_record")
+    ops.record_batch(
+        batch_record(feed.dataset, arrival_date, batch_id, "gated", landed.recorded, commit.code_version, **facts), commit
+    )
+    crash_point("after_gated_batch_record")
+    return incident_ids
+
+
+def _publish(
+    ops: OpsTables,
+    feed: FeedSpec,
+    tables: _Tables,
+    arrival_date: date,
+    judged: _Judged,
+    landed: _Landed,
+    verdict: _Verdict,
+    facts: dict[str, object],
+    commit: CommitInfo,
+    run_id: str,
+) -> tuple[list[date], MergeStats]:
+    """Write the evidence, the ledger, then silver, then the batch record (each a state computed from bronze
+    and the other batches, so a crash between two commits is repaired by running the batch again)."""
+    key, version, deliveries, resolution = feed.key, feed.version, judged.deliveries, verdict.resolution
+    displaced_raw = read_table(
+        tables.bronze,
+        pl.col("_arrival_date").is_in(resolution.displaced.get_column("_arrival_date").unique().implode()),
+        ["_raw", *LINEAGE],
+        BRONZE_SCHEMA,
+    )
+    displaced_rows = conflict_rows(feed, resolution.displaced, displaced_raw, run_id)
+    write_quarantine(tables.quarantine, feed, pl.concat([verdict.rejects, displaced_rows]), arrival_date, commit)
+
+    own_ledger = verdict.ledger.filter(pl.col("_arrival_date") == arrival_date)
+    if (
+        own_ledger.height != deliveries.height
+        # The content hash covers every contract field, so it and the lineage identify a ledger row.
+        or not own_ledger.join(deliveries, on=[key, version, "_content_hash", *LINEAGE_WITH_BATCH], how="anti").is_empty()
+    ):
+        replace_where(
+            tables.ledger,
+            deliveries.with_columns(key_fingerprints(deliveries.get_column(key)).alias(KEY_FINGERPRINT)),
+            f"_arrival_date = '{arrival_date.isoformat()}'",
             commit,
+            "ledger: replace arrival date",
+            "during_ledger_write",
         )
-        crash_point("after_batch_record")
-        ops.resolve_incidents(feed.dataset, arrival_date, batch_id, commit)
-        return SilverReport(
-            batch_id,
-            arrival_date,
-            True,
-            judged.records_in,
-            counts,
-            reasons,
-            drift,
-            added,
-            gates,
-            touched,
-            samples,
-            {
-                "silver": table_version(silver_uri),
-                "quarantine": table_version(quarantine_uri),
-                "ledger": table_version(ledger_uri),
-            },
-            _newest(deliveries, feed),
-            [],
-            silver_rows_written=silver_change.upserted,
-            silver_rows_deleted=silver_change.deleted,
-        )
+        crash_point("after_ledger_commit")
+
+    silver_change = apply_to_silver(tables.silver, feed, deliveries, verdict.ledger, resolution, commit)
+    crash_point("after_silver_commit")
+
+    touched = sorted(
+        set(resolution.kept.get_column(feed.partition).to_list())
+        | set(resolution.prior_kept.get_column(feed.partition).to_list())
+    )
+    # A complete batch re-run changes nothing downstream (its effect is a pure function), so it stays complete.
+    status = "complete" if landed.recorded_status == "complete" else "published"
+    record = batch_record(
+        feed.dataset,
+        arrival_date,
+        landed.batch_id,
+        status,
+        landed.recorded,
+        commit.code_version,
+        touched_event_dates=dumps([d.isoformat() for d in touched]),
+        **facts,
+    )
+    ops.record_batch(record, commit)
+    crash_point("after_batch_record")
+    ops.resolve_incidents(feed.dataset, arrival_date, landed.batch_id, commit)
+    return touched, silver_change
+
+
+def _report(
+    feed: FeedSpec,
+    arrival_date: date,
+    judged: _Judged,
+    landed: _Landed,
+    verdict: _Verdict,
+    tables: _Tables,
+    *,
+    published: bool,
+    incident_ids: list[str] | None = None,
+    touched: list[date] | None = None,
+    change: MergeStats | None = None,
+) -> SilverReport:
+    versions = {"silver": table_version(tables.silver), "quarantine": table_version(tables.quarantine)}
+    if published:
+        versions["ledger"] = table_version(tables.ledger)
+    samples = verdict.rejects.head(SAMPLE_REJECTS).select("_source_file", "_source_line", "_reason", "_detail").to_dicts()
+    return SilverReport(
+        batch_id=landed.batch_id,
+        arrival_date=arrival_date,
+        published=published,
+        records_in=judged.records_in,
+        counts=verdict.counts,
+        reasons=verdict.reasons,
+        drift=verdict.drift,
+        added_fields=judged.added_fields,
+        gates=verdict.gates,
+        touched_event_dates=touched or [],
+        sample_rejects=samples,
+        table_versions=versions,
+        newest_event_ts=_newest(judged.deliveries, feed),
+        incident_ids=incident_ids or [],
+        silver_rows_written=change.upserted if change else 0,
+        silver_rows_deleted=change.deleted if change else 0,
+    )
 
 
 def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl.DataFrame:
