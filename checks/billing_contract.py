@@ -1,4 +1,4 @@
-"""Billing event contract, version 1, as Pandera rules over staged records (see lakehouse.records)."""
+"""Billing event contract, version 1, as Pandera rules over staged records (see lakehouse.parse)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandera.polars as pa
 import polars as pl
 
 from lakehouse.contracts import rule
-from lakehouse.records import FieldKind, State
+from lakehouse.parse import FieldKind, State
 
 CONTRACT_VERSION = 1
 EVENT_TYPES = ("charge", "refund", "credit", "adjustment")

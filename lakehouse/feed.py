@@ -10,7 +10,7 @@ import pandera.polars as pa
 import polars as pl
 
 from lakehouse.drift import Compatibility
-from lakehouse.records import FieldKind
+from lakehouse.parse import FieldKind
 
 LINEAGE_SCHEMA: dict[str, pl.DataType] = {
     "_batch_id": pl.String(),

@@ -36,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from lakehouse.records import FieldKind, State, _field_value, canonical_json, json_type, parse_json_object
+from lakehouse.parse import FieldKind, State, canonical_json, field_value, json_type, parse_json_object
 
 _STR = r'"[^"\\\x00-\x1f]*"'
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"
@@ -257,7 +257,7 @@ def _template(layout: _Layout, fields: Mapping[str, FieldKind], content_fields: 
     contents: dict[str, list[_Part] | None] = {}  # each content field as json.dumps renders it in the content list
     for name, kind in fields.items():
         value, node = obj.get(name), layout.layout.get(name)  # node: a _Slot where value is a string or integer
-        state = _field_value(kind, value)[1]
+        state = field_value(kind, value)[1]
         if value is None:
             expected, columns[name], contents[name] = State.MISSING, None, ["null"]
         elif kind is FieldKind.STRING and isinstance(value, str):
@@ -373,7 +373,7 @@ def _check(template: _Template, layout: Any, fields: Mapping[str, FieldKind], co
     typed: dict[str, Any] = {}
     for name, kind in fields.items():
         parts = template.columns[name]
-        value, state = _field_value(kind, line.get(name))
+        value, state = field_value(kind, line.get(name))
         if kind is FieldKind.TIMESTAMP and parts is not None:
             value = micros  # the parse of a line's own timestamp is checked per line
         if (render(parts) if parts is not None else None) != (None if value is None else str(value)):

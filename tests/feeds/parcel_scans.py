@@ -8,7 +8,7 @@ import polars as pl
 
 from lakehouse.contracts import rule
 from lakehouse.feed import FeedSpec, GoldSpec
-from lakehouse.records import FieldKind, State
+from lakehouse.parse import FieldKind, State
 
 STATUSES = ("received", "sorted", "loaded", "delivered")
 FIELDS = {
