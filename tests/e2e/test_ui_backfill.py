@@ -117,5 +117,5 @@ def test_a_backfill_launched_from_the_ui_materialize_dialog_completes_and_keeps_
     assert peak >= 2, "uncapped, the backfill's runs overlap, and the measurement sees it"
     print(f"\nuncapped control: {len(runs)} backfill runs, peak {peak} in flight")
     assert_same_content(snapshot(root), before)  # a backfill of unchanged files changes no content
-    if os.environ.get("LAKEHOUSE_DOCS_SCREENSHOT"):  # refresh the README's screenshot from a real run
+    if os.environ.get("LAKEHOUSE_DOCS_SCREENSHOT"):  # refresh docs/operations.md's screenshot from a real run
         shutil.copy(shots / "3-materialize-dialog.png", os.environ["LAKEHOUSE_DOCS_SCREENSHOT"])

@@ -90,13 +90,13 @@ def test_a_settings_object_built_in_code_is_checked_by_the_same_rules() -> None:
         Settings.from_texts({"colour": "blue"})
 
 
-def test_the_readme_states_each_variable_once_with_its_default_and_rule() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+def test_the_operations_doc_states_each_variable_once_with_its_default_and_rule() -> None:
+    readme = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
     for name, env in ENV.items():
         if env is None:
             continue
         rows = [line for line in readme.splitlines() if line.startswith(f"| `{env}` |")]
-        assert len(rows) == 1, f"{env}: {len(rows)} rows in README's settings table"
+        assert len(rows) == 1, f"{env}: {len(rows)} rows in docs/operations.md's settings table"
         assert f"| {kind_of(name).rule} |" in rows[0], rows[0]
         shown = re.search(r"`([^`]*)`", rows[0].split("|")[2])  # the default column's first code span
         if getattr(Settings(), name) is None:  # unset by default: the README says what applies instead
