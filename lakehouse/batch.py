@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import pandera.polars as pa
 import polars as pl
 
+from lakehouse.arrivals import notice_missing_deliveries
 from lakehouse.contracts import judge
 from lakehouse.drift import SchemaDrift, detect_drift, shape_counts
 from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, KEY_FINGERPRINT, FeedSpec
 from lakehouse.fingerprint import key_fingerprints
-from lakehouse.gates import Gate, evaluate_gates
-from lakehouse.landing import SYMLINK, split_recorded
+from lakehouse.gates import Gate, evaluate_gates, volume_gate
+from lakehouse.landing import SYMLINK, landed_arrival_dates, split_recorded
 from lakehouse.locking import exclusive_writer
 from lakehouse.merge import MergeStats, apply_changes
 from lakehouse.ops import OpsTables, batch_record, dumps
@@ -44,6 +45,7 @@ from lakehouse.storage import (
     write_table,
 )
 from lakehouse.throttle import RowRateLimit
+from lakehouse.volume import VOLUME_CHECK, judge_volume
 
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
 
@@ -66,6 +68,7 @@ class SilverReport:
     incident_ids: list[str]
     silver_rows_written: int = 0  # rows inserted or updated by the MERGE (a move counts once)
     silver_rows_deleted: int = 0  # rows removed from their old event_date by a move
+    missing_deliveries: list[date] = field(default_factory=list)  # arrival dates with no delivery (lakehouse.arrivals)
 
     @property
     def freshness_lag_hours(self) -> float | None:
@@ -100,11 +103,13 @@ def publish_silver(
     max_rejected_fraction: float | None = None,
     accept_damaged_files: bool = False,
     rate_limit: RowRateLimit | None = None,
+    accept_volume_anomaly: bool = False,
 ) -> SilverReport:
     """Judge bronze's arrival date, gate it, and publish it to quarantine, the ledger and silver.
 
     `max_rejected_fraction` and `accept_damaged_files` are the operator's explicit acceptance of a
-    batch its gates would hold back (a raised threshold; files readable only in part).
+    batch its gates would hold back (a raised threshold; files readable only in part); `accept_volume_anomaly`
+    accepts a record count outside the feed's recent range (lakehouse.volume).
     """
     threshold = settings.max_rejected_fraction if max_rejected_fraction is None else max_rejected_fraction
     root, key, version = settings.root, feed.key, feed.version
@@ -119,7 +124,8 @@ def publish_silver(
         judged = _judge_bronze(bronze_uri, arrival_date, feed, feed.contract(settings.allowed_lateness_days), run_id)
         deliveries, rejects = judged.deliveries, judged.rejects
         batch_ids = sorted(judged.batch_ids)
-        landed = ops.batch_rows(feed.dataset).filter(pl.col("arrival_date") == arrival_date).sort("_recorded_at")
+        recorded_batches = ops.batch_rows(feed.dataset)
+        landed = recorded_batches.filter(pl.col("arrival_date") == arrival_date).sort("_recorded_at")
         if not batch_ids and landed.height:  # files with only blank lines: an empty batch, still recorded
             batch_ids = [landed.item(-1, "batch_id")]
         if len(batch_ids) != 1:
@@ -163,6 +169,8 @@ def publish_silver(
         gates = evaluate_gates(
             feed, judged.records_in, counts, resolution, threshold, damaged, accept_damaged_files, changed, symlinks, drift
         )
+        volume = judge_volume(feed.volume, recorded_batches, arrival_date, judged.records_in, accept_volume_anomaly)
+        gates.append(volume_gate(volume, feed.volume))  # holds the batch only when the feed makes it blocking
         reasons = dict(sorted(own_quarantine.get_column("_reason").value_counts().iter_rows()))
         added = judged.added_fields
         commit = CommitInfo(
@@ -181,6 +189,9 @@ def publish_silver(
             (quarantine_uri, feed.quarantine_schema, "_arrival_date"),
         ):
             ensure_table(uri, schema, [partition], commit)
+        # What did not arrive: an operational record only, judged from what landed and what was recorded.
+        delivered = [arrival_date, *recorded_batches.get_column("arrival_date"), *landed_arrival_dates(root, feed.dataset)]
+        noticed = notice_missing_deliveries(ops, feed.dataset, feed.cadence_days, delivered, settings.partitions_start, commit)
         facts = {
             **counts,
             "rejected_fraction": counts["quarantined"] / judged.records_in if judged.records_in else 0.0,
@@ -190,25 +201,11 @@ def publish_silver(
             "schema_drift": dumps(drift.as_dict()),
         }
         samples = own_quarantine.head(SAMPLE_REJECTS).select("_source_file", "_source_line", "_reason", "_detail").to_dicts()
-        if not all(gate.passed for gate in gates):
+        if not all(gate.passed for gate in gates if gate.blocking):
             write_quarantine(
                 quarantine_uri, feed, own_quarantine, arrival_date, commit
             )  # the evidence is kept; nothing else changes
-            incident_ids = [
-                ops.open_incident(
-                    dataset=feed.dataset,
-                    arrival_date=arrival_date,
-                    batch_id=batch_id,
-                    failure_mode=f"gate_failed:{g.name}",
-                    guardrail=g.guardrail,
-                    observed=g.observed,
-                    affected_rows=counts["quarantined"],
-                    detail=f"batch {batch_id[:12]} of {arrival_date} not published: {g.observed} breaks {g.guardrail}",
-                    commit=commit,
-                )
-                for g in gates
-                if not g.passed
-            ]
+            incident_ids = _open_incidents(ops, feed, arrival_date, batch_id, gates, counts, commit, published=False)
             crash_point("after_incident_record")
             ops.record_batch(batch_record(feed.dataset, arrival_date, batch_id, "gated", recorded, code_version, **facts), commit)
             crash_point("after_gated_batch_record")
@@ -227,6 +224,7 @@ def publish_silver(
                 {"silver": table_version(silver_uri), "quarantine": table_version(quarantine_uri)},
                 _newest(deliveries, feed),
                 incident_ids,
+                missing_deliveries=noticed.missing,
             )
 
         displaced_raw = read_table(
@@ -277,7 +275,10 @@ def publish_silver(
             commit,
         )
         crash_point("after_batch_record")
-        ops.resolve_incidents(feed.dataset, arrival_date, batch_id, commit)
+        # A warning gate's failure (a volume anomaly) is an incident of the published batch; every other open
+        # incident of the date (earlier attempts', a missing delivery) is resolved by this publish.
+        warned = _open_incidents(ops, feed, arrival_date, batch_id, gates, counts, commit, published=True)
+        ops.resolve_incidents(feed.dataset, arrival_date, batch_id, commit, keep=warned)
         return SilverReport(
             batch_id,
             arrival_date,
@@ -296,10 +297,40 @@ def publish_silver(
                 "ledger": table_version(ledger_uri),
             },
             _newest(deliveries, feed),
-            [],
+            warned,
             silver_rows_written=silver_change.upserted,
             silver_rows_deleted=silver_change.deleted,
+            missing_deliveries=noticed.missing,
         )
+
+
+def _open_incidents(
+    ops: OpsTables,
+    feed: FeedSpec,
+    arrival_date: date,
+    batch_id: str,
+    gates: list[Gate],
+    counts: dict[str, int],
+    commit: CommitInfo,
+    published: bool,
+) -> list[str]:
+    """An incident per failed gate (keyed by batch and failure mode, so a re-run names the same one)."""
+    outcome = "published with a warning" if published else "not published"
+    return [
+        ops.open_incident(
+            dataset=feed.dataset,
+            arrival_date=arrival_date,
+            batch_id=batch_id,
+            failure_mode=g.failure_mode,
+            guardrail=g.guardrail,
+            observed=g.observed,
+            affected_rows=counts["records_in"] if g.name == VOLUME_CHECK else counts["quarantined"],
+            detail=f"batch {batch_id[:12]} of {arrival_date} {outcome}: {g.observed} breaks {g.guardrail}",
+            commit=commit,
+        )
+        for g in gates
+        if not g.passed
+    ]
 
 
 def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl.DataFrame:
