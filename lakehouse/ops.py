@@ -192,6 +192,11 @@ class OpsTables:
         self.upsert(self.incidents, INCIDENTS_SCHEMA, [row], ["incident_id"], commit)
         return incident_id
 
+    def open_incidents(self, dataset: str) -> pl.DataFrame:
+        """The feed's open incidents, oldest arrival date first."""
+        scope = (pl.col("dataset") == dataset) & (pl.col("status") == "open")
+        return read_table(self.incidents, scope, empty_schema=INCIDENTS_SCHEMA).sort("arrival_date", "failure_mode")
+
     def resolve_incidents(
         self, dataset: str, arrival_date: date, batch_id: str, commit: CommitInfo, keep: list[str] | None = None
     ) -> int:

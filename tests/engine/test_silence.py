@@ -35,13 +35,14 @@ def incidents(root: Path, mode: str) -> pl.DataFrame:
 
 
 def volume_gate(report: SilverReport):  # type: ignore[no-untyped-def]
-    return next(g for g in report.gates if g.name == VOLUME_CHECK)
+    return next((g for g in report.gates if g.name == VOLUME_CHECK), None)
 
 
 def run_steady_history(root: Path, days: int) -> None:
     for n in range(days):
         land_day(root, n, STEADY[n % len(STEADY)])
-        assert volume_gate(run_batch(root, day(n))).passed
+        gate = volume_gate(run_batch(root, day(n)))
+        assert gate.passed and ("not judged" in gate.guardrail) == (n < VolumeRule().min_history)
 
 
 # Missing deliveries
@@ -155,7 +156,7 @@ def test_a_short_history_never_alarms(tmp_path: Path) -> None:
     run_steady_history(tmp_path, 6)  # fewer published dates than min_history (7)
     land_day(tmp_path, 6, 3)
     report = run_batch(tmp_path, day(6))
-    assert volume_gate(report).passed and "not judged" in volume_gate(report).guardrail
+    assert report.published and volume_gate(report).passed and "not judged" in volume_gate(report).guardrail
     assert incidents(tmp_path, "volume_anomaly").is_empty()
 
 
