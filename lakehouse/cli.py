@@ -55,7 +55,13 @@ def _incidents_line(incidents: list[dict[str, object]]) -> str:
     return "; ".join(f"incident {i['incident_id']} ({i['failure_mode']})" for i in incidents)
 
 
-def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | None, accept_damaged_files: bool = False) -> int:
+def _run(
+    settings: Settings,
+    dates: list[date],
+    max_rejected_fraction: float | None,
+    accept_damaged_files: bool = False,
+    accept_volume_anomaly: bool = False,
+) -> int:
     import polars as pl
 
     from lakehouse.arrivals import MISSING_DELIVERY
@@ -76,7 +82,9 @@ def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | N
             settings, partitions_start=min(settings.partitions_start, *feed_dates), partitions_end=max(feed_dates)
         )
         named = f"{feed.dataset}  " if len(to_run) > 1 else ""
-        outcomes = run_arrival_dates(stretched, feed_dates, max_rejected_fraction, None, accept_damaged_files, feed)
+        outcomes = run_arrival_dates(
+            stretched, feed_dates, max_rejected_fraction, None, accept_damaged_files, feed, accept_volume_anomaly
+        )
         incidents = OpsTables(settings.root).open_incidents(feed.dataset)
         for outcome in outcomes:
             of_date = incidents.filter(pl.col("arrival_date") == outcome.arrival_date).to_dicts()
@@ -95,7 +103,13 @@ def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | N
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(_settings(args), args.arrival_date or [], args.max_rejected_fraction, args.accept_damaged_files)
+    return _run(
+        _settings(args),
+        args.arrival_date or [],
+        args.max_rejected_fraction,
+        args.accept_damaged_files,
+        args.accept_volume_anomaly,
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -239,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--accept-damaged-files", action="store_true", help="publish what could be read of a corrupt or truncated .gz file"
+    )
+    run.add_argument(
+        "--accept-volume-anomaly",
+        action="store_true",
+        help="publish a record count outside the feed's recent range (a real holiday or promotion) and resolve its incident",
     )
     run.set_defaults(func=cmd_run)
 
