@@ -8,7 +8,7 @@ import dagster as dg
 from checks.silver_checks import silver_has_one_row_per_key, silver_rows_match_contract, table_checks
 from lakehouse.batch import SilverReport, publish_silver
 from lakehouse.feed import FeedSpec
-from lakehouse.gates import GATE_NAMES
+from lakehouse.gates import GATE_NAMES, Gate
 from lakehouse.resources import CODE_VERSION, LakehouseResource
 from lakehouse.runlog import BatchLog, batch_log
 from lakehouse.storage import table_uri
@@ -72,13 +72,13 @@ def _log_outcome(log: BatchLog, report: SilverReport) -> None:
     else:
         log.error(f"not published, held by {', '.join(held)}: {counts}; incidents {', '.join(report.incident_ids)}")
     if warned:
-        log.warning(f"published with a warning: {'; '.join(warned)}; incidents {', '.join(report.incident_ids)}")
+        log.warning(f"warning, {'; '.join(warned)}; incidents {', '.join(report.incident_ids)}")
     if report.missing_deliveries:
         missing = ", ".join(d.isoformat() for d in report.missing_deliveries)
         log.warning(f"no delivery for arrival date(s) {missing} while later dates have one (missing_delivery incidents)")
 
 
-def _shown_gates(reports: list[SilverReport]) -> list[tuple[SilverReport, Any]]:
+def _shown_gates(reports: list[SilverReport]) -> list[tuple[SilverReport, Gate]]:
     """The deciding (last) batch's gates, but a warning an earlier batch of the run raised is not hidden by a later pass."""
     shown = []
     for gate in reports[-1].gates:

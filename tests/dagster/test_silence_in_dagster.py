@@ -62,4 +62,4 @@ def test_a_thin_date_publishes_with_a_warn_check_and_its_log_lines_name_batch_an
     ]
     tag = f"batch {batch_id[:12]} run {outcomes[-1].ingest_run_id[:8]}]"
     assert logs and all(tag in line for line in logs), logs
-    assert any("published with a warning: record_count_within_recent_range" in line for line in logs)
+    assert any("warning, record_count_within_recent_range (4 records; expected" in line for line in logs)
