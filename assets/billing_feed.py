@@ -14,6 +14,7 @@ from checks.billing_contract import (
 )
 from lakehouse.drift import Compatibility
 from lakehouse.feed import FeedSpec, GoldSpec
+from lakehouse.volume import VolumeRule
 
 DAILY_ACCOUNT_REVENUE_SCHEMA: dict[str, pl.DataType] = {
     "event_date": pl.Date(),
@@ -70,4 +71,11 @@ BILLING_EVENTS = FeedSpec(
     # The upstream may add fields (kept in bronze, reported); losing, renaming or retyping one we read stops the batch.
     compatibility=Compatibility.BACKWARD,
     drift_share=0.5,
+    # A daily export: a silent date between delivered ones is a missing_delivery incident; silver and gold
+    # show overdue in the UI after 36 h without a materialization (one day and a half).
+    cadence_days=1,
+    freshness_hours=36,
+    # A batch outside [median/3, median*3] of the last 14 published dates warns (incident, WARN check); it
+    # never blocks: a real holiday or a promotion must still publish, and the operator reads the incident.
+    volume=VolumeRule(window=14, min_history=7, factor=3.0, floor=10, blocking=False),
 )

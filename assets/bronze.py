@@ -9,6 +9,7 @@ from lakehouse.bronze import BronzeReport, land_bronze
 from lakehouse.feed import FeedSpec
 from lakehouse.landing import feed_level_ignored
 from lakehouse.resources import CODE_VERSION, LakehouseResource
+from lakehouse.runlog import batch_log
 
 
 def _metadata(report: BronzeReport, strays: list[dict[str, object]]) -> dict[str, Any]:
@@ -41,6 +42,13 @@ def build_bronze(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_p
             land_bronze(settings, feed, date.fromisoformat(key), context.run.run_id, CODE_VERSION, rate_limit)
             for key in sorted(context.partition_keys)
         ]
+        run_log = batch_log(context.log, feed.dataset, context.run.run_id)
+        for key, report in zip(sorted(context.partition_keys), reports, strict=True):
+            run_log.for_batch(report.batch_id, date.fromisoformat(key)).info(
+                f"landed {report.records} records from {len(report.files)} file(s)"
+                + ("" if report.rewritten else " (a replay: bronze already held them)")
+                + (f"; {len(report.ignored)} entr(ies) not read" if report.ignored else "")
+            )
         strays = [e.as_metadata() for e in feed_level_ignored(settings.root, feed.dataset)]
         metadata = _metadata(reports[-1], strays)
         if len(reports) > 1:

@@ -9,6 +9,7 @@ from checks.gold_checks import DESCRIPTION, gold_matches_silver_aggregate
 from lakehouse.feed import FeedSpec
 from lakehouse.resources import BATCH_TAG, CODE_VERSION, TOUCHED_DATES_TAG, LakehouseResource
 from lakehouse.restatement import refresh_gold
+from lakehouse.runlog import batch_log
 
 
 def build_gold(feed: FeedSpec, partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping) -> dg.AssetsDefinition:
@@ -25,6 +26,8 @@ def build_gold(feed: FeedSpec, partitions: dg.PartitionsDefinition, mapping: dg.
         group_name=feed.dataset,
         kinds={"deltalake", "polars"},
         description=feed.gold.description,
+        # Overdue in the asset graph when not refreshed for this long: a stalled feed shows on its aggregate too.
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=feed.freshness_window),
     )
     def gold(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
@@ -36,7 +39,13 @@ def build_gold(feed: FeedSpec, partitions: dg.PartitionsDefinition, mapping: dg.
         if TOUCHED_DATES_TAG in tags:  # a batch's refresh: only the dates it touched, not the whole range
             touched = {date.fromisoformat(d) for d in tags[TOUCHED_DATES_TAG].split(",") if d}
             requested = [d for d in requested if d in touched]
+        log = batch_log(context.log, feed.dataset, context.run.run_id, caused_by)
+        log.info(f"refreshing {len(requested)} {feed.partition}(s) of {feed.gold.table}")
         report = refresh_gold(settings, feed, requested, caused_by, context.run.run_id)
+        log.info(
+            f"refreshed: {len(report.changed)} partition(s) changed, {len(report.restatements)} restatement(s), "
+            f"{report.rows_written} rows written"
+        )
         yield dg.MaterializeResult(
             metadata={
                 **lakehouse.applied_caps(context.run.tags, len(context.partition_keys)),
@@ -54,6 +63,7 @@ def build_gold(feed: FeedSpec, partitions: dg.PartitionsDefinition, mapping: dg.
         check = gold_matches_silver_aggregate(settings.root, feed, dates, report.source_version, report.table_version)
         yield check
         if not check.passed:
+            log.error(f"gold_matches_silver_aggregate failed for {feed.gold.table}; see the check's metadata")
             raise dg.Failure(description="gold does not match silver's aggregate; see gold_matches_silver_aggregate's metadata")
 
     return gold

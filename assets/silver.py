@@ -8,9 +8,11 @@ import dagster as dg
 from checks.silver_checks import silver_has_one_row_per_key, silver_rows_match_contract, table_checks
 from lakehouse.batch import SilverReport, publish_silver
 from lakehouse.feed import FeedSpec
-from lakehouse.gates import GATE_NAMES
+from lakehouse.gates import GATE_NAMES, Gate
 from lakehouse.resources import CODE_VERSION, LakehouseResource
+from lakehouse.runlog import BatchLog, batch_log
 from lakehouse.storage import table_uri
+from lakehouse.volume import VOLUME_CHECK
 
 
 class SilverConfig(dg.Config):
@@ -18,6 +20,7 @@ class SilverConfig(dg.Config):
 
     max_rejected_fraction: float | None = None
     accept_damaged_files: bool = False  # publish what could be read of a corrupt or truncated file
+    accept_volume_anomaly: bool = False  # publish a record count outside the feed's recent range (and resolve its incident)
 
 
 def _batch_metadata(report: SilverReport) -> dict[str, Any]:
@@ -59,6 +62,34 @@ def _batches(reports: list[SilverReport]) -> dict[str, Any]:
     }
 
 
+def _log_outcome(log: BatchLog, report: SilverReport) -> None:
+    """One line per batch saying what happened to it, and the incidents an on-call should open."""
+    held = [g.name for g in report.gates if not g.passed and g.blocking]
+    warned = [f"{g.name} ({g.observed}; {g.guardrail})" for g in report.gates if not g.passed and not g.blocking]
+    counts = ", ".join(f"{k}={v}" for k, v in report.counts.items())
+    if report.published:
+        log.info(f"published: {counts}")
+    else:
+        log.error(f"not published, held by {', '.join(held)}: {counts}; incidents {', '.join(report.incident_ids)}")
+    if warned:
+        log.warning(f"warning, {'; '.join(warned)}; incidents {', '.join(report.incident_ids)}")
+    if report.missing_deliveries:
+        missing = ", ".join(d.isoformat() for d in report.missing_deliveries)
+        log.warning(f"no delivery for arrival date(s) {missing} while later dates have one (missing_delivery incidents)")
+
+
+def _shown_gates(reports: list[SilverReport]) -> list[tuple[SilverReport, Gate]]:
+    """The deciding (last) batch's gates, but a warning an earlier batch of the run raised is not hidden by a later pass."""
+    shown = []
+    for gate in reports[-1].gates:
+        earlier = next(
+            (r for r in reports if not gate.blocking and any(g.name == gate.name and not g.passed for g in r.gates)), None
+        )
+        chosen = earlier or reports[-1]
+        shown.append((chosen, next(g for g in chosen.gates if g.name == gate.name)))
+    return shown
+
+
 def build_silver(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[
@@ -70,6 +101,8 @@ def build_silver(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_p
                 group_name=feed.dataset,
                 kinds={"deltalake", "polars"},
                 description=f"One row per {feed.key}: the winning content of its highest {feed.version}.",
+                # Overdue in the asset graph when no batch has published for this long (the daemon evaluates it).
+                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=feed.freshness_window),
             ),
             dg.AssetSpec(
                 feed.quarantine_key,
@@ -88,6 +121,14 @@ def build_silver(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_p
             for name in GATE_NAMES
         ]
         + [
+            dg.AssetCheckSpec(
+                VOLUME_CHECK,
+                asset=feed.silver_key,
+                blocking=feed.volume.blocking,
+                description="the batch's record count against the feed's recent published batches (WARN unless the feed blocks)",
+            )
+        ]
+        + [
             dg.AssetCheckSpec(name, asset=feed.silver_key, blocking=True, description=text)
             for name, text in table_checks(feed).items()
         ],
@@ -100,6 +141,7 @@ def build_silver(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_p
     def silver(context: dg.AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource):
         settings, rate_limit = lakehouse.settings(), lakehouse.rate_limit(context.run.tags)
         reports: list[SilverReport] = []
+        run_log = batch_log(context.log, feed.dataset, context.run.run_id)
         # A backfill run may carry several arrival dates: published one by one in date order, stopping at the first held back.
         for key in sorted(context.partition_keys):
             report = publish_silver(
@@ -111,8 +153,10 @@ def build_silver(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_p
                 config.max_rejected_fraction,
                 config.accept_damaged_files,
                 rate_limit,
+                config.accept_volume_anomaly,
             )
             reports.append(report)
+            _log_outcome(run_log.for_batch(report.batch_id, report.arrival_date), report)
             if not report.published:
                 break
         report = reports[-1]  # the date that decides the run: the one held back, else the last one
@@ -124,13 +168,15 @@ def build_silver(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_p
         yield dg.MaterializeResult(
             asset_key=feed.quarantine_key, metadata={**metadata, "sample_rejects": dg.MetadataValue.json(report.sample_rejects)}
         )
-        for gate in report.gates:
+        for judged, gate in _shown_gates(reports):
             yield dg.AssetCheckResult(
                 asset_key=feed.silver_key,
                 check_name=gate.name,
                 passed=gate.passed,
-                severity=dg.AssetCheckSeverity.ERROR,
+                severity=dg.AssetCheckSeverity.ERROR if gate.blocking else dg.AssetCheckSeverity.WARN,
                 metadata={
+                    "arrival_date": judged.arrival_date.isoformat(),
+                    "batch_id": judged.batch_id,
                     "observed": gate.observed,
                     "guardrail": gate.guardrail,
                     **gate.metadata,
@@ -140,7 +186,7 @@ def build_silver(feed: FeedSpec, partitions: dg.PartitionsDefinition, backfill_p
                 },
             )
         if not report.published:
-            failed = [g for g in report.gates if not g.passed]
+            failed = [g for g in report.gates if not g.passed and g.blocking]
             published = [r.arrival_date.isoformat() for r in reports if r.published]
             remedies = "; ".join(dict.fromkeys(f"{g.name}: {g.remedy}" for g in failed))
             raise dg.Failure(

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 import pandera.polars as pa
 import polars as pl
 
+from lakehouse.arrivals import notice_missing_deliveries
 from lakehouse.contracts import judge
 from lakehouse.drift import SchemaDrift, detect_drift, shape_counts
 from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, KEY_FINGERPRINT, FeedSpec
 from lakehouse.fingerprint import key_fingerprints
-from lakehouse.gates import Gate, evaluate_gates
-from lakehouse.landing import SYMLINK, split_recorded
+from lakehouse.gates import Gate, evaluate_gates, volume_gate
+from lakehouse.landing import SYMLINK, landed_arrival_dates, split_recorded
 from lakehouse.locking import exclusive_writer
 from lakehouse.merge import MergeStats, apply_changes
 from lakehouse.ops import OpsTables, batch_record, dumps
@@ -44,6 +45,7 @@ from lakehouse.storage import (
     write_table,
 )
 from lakehouse.throttle import RowRateLimit
+from lakehouse.volume import VOLUME_CHECK, judge_volume
 
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
 
@@ -66,6 +68,7 @@ class SilverReport:
     incident_ids: list[str]
     silver_rows_written: int = 0  # rows inserted or updated by the MERGE (a move counts once)
     silver_rows_deleted: int = 0  # rows removed from their old event_date by a move
+    missing_deliveries: list[date] = field(default_factory=list)  # arrival dates with no delivery (lakehouse.arrivals)
 
     @property
     def freshness_lag_hours(self) -> float | None:
@@ -140,7 +143,8 @@ class _Verdict:
 
     @property
     def passed(self) -> bool:
-        return all(gate.passed for gate in self.gates)
+        """Every blocking gate passed (a warning gate's failure, a volume anomaly, still publishes)."""
+        return all(gate.passed for gate in self.gates if gate.blocking)
 
     @property
     def rejected_fraction(self) -> float:
@@ -160,11 +164,13 @@ def publish_silver(
     max_rejected_fraction: float | None = None,
     accept_damaged_files: bool = False,
     rate_limit: RowRateLimit | None = None,
+    accept_volume_anomaly: bool = False,
 ) -> SilverReport:
     """Judge bronze's arrival date, gate it, and publish it to quarantine, the ledger and silver.
 
     `max_rejected_fraction` and `accept_damaged_files` are the operator's explicit acceptance of a
-    batch its gates would hold back (a raised threshold; files readable only in part).
+    batch its gates would hold back (a raised threshold; files readable only in part); `accept_volume_anomaly`
+    accepts a record count outside the feed's recent range (lakehouse.volume).
     """
     threshold = settings.max_rejected_fraction if max_rejected_fraction is None else max_rejected_fraction
     tables, ops = _Tables.of(settings.root, feed), OpsTables(settings.root)
@@ -172,10 +178,12 @@ def publish_silver(
         rate_limit.acquire(read_table(tables.bronze, pl.col("_arrival_date") == arrival_date, ["_batch_id"]).height)
     with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
         judged = _judge_bronze(tables.bronze, arrival_date, feed, feed.contract(settings.allowed_lateness_days), run_id)
-        landed = _landed_batch(ops, feed, arrival_date, judged)
+        recorded_batches = ops.batch_rows(feed.dataset)
+        landed = _landed_batch(recorded_batches, feed, arrival_date, judged)
         lineage = CommitInfo(feed.dataset, landed.batch_id, run_id, code_version, arrival_date, tuple(landed.files))
         _fingerprint_old_ledger(tables.ledger, feed, lineage)
-        verdict = _decide(settings, feed, tables, arrival_date, judged, landed, threshold, accept_damaged_files, run_id)
+        acceptance = _Acceptance(threshold, accept_damaged_files, accept_volume_anomaly)
+        verdict = _decide(settings, feed, tables, arrival_date, judged, landed, recorded_batches, acceptance, run_id)
         commit = replace(lineage, counts=verdict.counts)
         # Created (or migrated) only now, so that commit too carries the batch's counts.
         for uri, schema, partition in (
@@ -184,6 +192,13 @@ def publish_silver(
             (tables.quarantine, feed.quarantine_schema, "_arrival_date"),
         ):
             ensure_table(uri, schema, [partition], commit)
+        # What did not arrive: an operational record only, judged from what landed and what was recorded.
+        delivered = [
+            arrival_date,
+            *recorded_batches.get_column("arrival_date"),
+            *landed_arrival_dates(settings.root, feed.dataset),
+        ]
+        noticed = notice_missing_deliveries(ops, feed.dataset, feed.cadence_days, delivered, settings.partitions_start, commit)
         facts = {
             **verdict.counts,
             "rejected_fraction": verdict.rejected_fraction,
@@ -194,15 +209,26 @@ def publish_silver(
         }
         if not verdict.passed:
             incident_ids = _hold(ops, feed, tables, arrival_date, landed, verdict, facts, commit)
-            return _report(feed, arrival_date, judged, landed, verdict, tables, published=False, incident_ids=incident_ids)
-        touched, silver_change = _publish(ops, feed, tables, arrival_date, judged, landed, verdict, facts, commit, run_id)
-        return _report(feed, arrival_date, judged, landed, verdict, tables, published=True, touched=touched, change=silver_change)
+            return _report(feed, arrival_date, judged, landed, verdict, tables, noticed.missing, False, incident_ids)
+        touched, change, warned = _publish(ops, feed, tables, arrival_date, judged, landed, verdict, facts, commit, run_id)
+        return _report(
+            feed, arrival_date, judged, landed, verdict, tables, noticed.missing, True, warned, touched=touched, change=change
+        )
 
 
-def _landed_batch(ops: OpsTables, feed: FeedSpec, arrival_date: date, judged: _Judged) -> _Landed:
+@dataclass(frozen=True)
+class _Acceptance:
+    """What the operator accepted explicitly for this run of the batch."""
+
+    max_rejected_fraction: float
+    damaged_files: bool
+    volume_anomaly: bool
+
+
+def _landed_batch(recorded_batches: pl.DataFrame, feed: FeedSpec, arrival_date: date, judged: _Judged) -> _Landed:
     """The batch bronze holds for the date: exactly one, or bronze must be materialized first."""
     batch_ids = sorted(judged.batch_ids)
-    landed = ops.batch_rows(feed.dataset).filter(pl.col("arrival_date") == arrival_date).sort("_recorded_at")
+    landed = recorded_batches.filter(pl.col("arrival_date") == arrival_date).sort("_recorded_at")
     if not batch_ids and landed.height:  # files with only blank lines: an empty batch, still recorded
         batch_ids = [landed.item(-1, "batch_id")]
     if len(batch_ids) != 1:
@@ -222,8 +248,8 @@ def _decide(
     arrival_date: date,
     judged: _Judged,
     landed: _Landed,
-    threshold: float,
-    accept_damaged_files: bool,
+    recorded_batches: pl.DataFrame,
+    accepted: _Acceptance,
     run_id: str,
 ) -> _Verdict:
     """Resolve the batch against the ledger's other batches, count every record once, and evaluate the gates."""
@@ -255,13 +281,15 @@ def _decide(
         judged.records_in,
         counts,
         resolution,
-        threshold,
+        accepted.max_rejected_fraction,
         [f for f in files if f.get("damage")],
-        accept_damaged_files,
+        accepted.damaged_files,
         [f for f in files if f.get("changed")],
         [e for e in landed.ignored if e["ignored"] == SYMLINK],
         drift,
     )
+    volume = judge_volume(feed.volume, recorded_batches, arrival_date, judged.records_in, accepted.volume_anomaly)
+    gates.append(volume_gate(volume, feed.volume))  # holds the batch only when the feed makes it blocking
     return _Verdict(ledger, resolution, rejects, counts, drift, gates)
 
 
@@ -277,26 +305,10 @@ def _hold(
 ) -> list[str]:
     """A batch its gates hold back: keep its rejects as evidence, open an incident per failed gate; nothing else changes."""
     write_quarantine(tables.quarantine, feed, verdict.rejects, arrival_date, commit)
-    batch_id = landed.batch_id
-    incident_ids = [
-        ops.open_incident(
-            dataset=feed.dataset,
-            arrival_date=arrival_date,
-            batch_id=batch_id,
-            failure_mode=f"gate_failed:{g.name}",
-            guardrail=g.guardrail,
-            observed=g.observed,
-            affected_rows=verdict.counts["quarantined"],
-            detail=f"batch {batch_id[:12]} of {arrival_date} not published: {g.observed} breaks {g.guardrail}",
-            commit=commit,
-        )
-        for g in verdict.gates
-        if not g.passed
-    ]
+    incident_ids = _open_incidents(ops, feed, arrival_date, landed.batch_id, verdict, commit, published=False)
     crash_point("after_incident_record")
-    ops.record_batch(
-        batch_record(feed.dataset, arrival_date, batch_id, "gated", landed.recorded, commit.code_version, **facts), commit
-    )
+    record = batch_record(feed.dataset, arrival_date, landed.batch_id, "gated", landed.recorded, commit.code_version, **facts)
+    ops.record_batch(record, commit)
     crash_point("after_gated_batch_record")
     return incident_ids
 
@@ -312,7 +324,7 @@ def _publish(
     facts: dict[str, object],
     commit: CommitInfo,
     run_id: str,
-) -> tuple[list[date], MergeStats]:
+) -> tuple[list[date], MergeStats, list[str]]:
     """Write the evidence, the ledger, then silver, then the batch record (each a state computed from bronze
     and the other batches, so a crash between two commits is repaired by running the batch again)."""
     key, version, deliveries, resolution = feed.key, feed.version, judged.deliveries, verdict.resolution
@@ -362,8 +374,34 @@ def _publish(
     )
     ops.record_batch(record, commit)
     crash_point("after_batch_record")
-    ops.resolve_incidents(feed.dataset, arrival_date, landed.batch_id, commit)
-    return touched, silver_change
+    # A warning gate's failure (a volume anomaly) is an incident of the published batch; every other open
+    # incident of the date (earlier attempts', a missing delivery) is resolved by this publish.
+    warned = _open_incidents(ops, feed, arrival_date, landed.batch_id, verdict, commit, published=True)
+    ops.resolve_incidents(feed.dataset, arrival_date, landed.batch_id, commit, keep=warned)
+    return touched, silver_change, warned
+
+
+def _open_incidents(
+    ops: OpsTables, feed: FeedSpec, arrival_date: date, batch_id: str, verdict: _Verdict, commit: CommitInfo, published: bool
+) -> list[str]:
+    """An incident per failed gate (keyed by batch and failure mode, so a re-run names the same one)."""
+    outcome = "published with a warning" if published else "not published"
+    counts = verdict.counts
+    return [
+        ops.open_incident(
+            dataset=feed.dataset,
+            arrival_date=arrival_date,
+            batch_id=batch_id,
+            failure_mode=g.failure_mode,
+            guardrail=g.guardrail,
+            observed=g.observed,
+            affected_rows=counts["records_in"] if g.name == VOLUME_CHECK else counts["quarantined"],
+            detail=f"batch {batch_id[:12]} of {arrival_date} {outcome}: {g.observed} breaks {g.guardrail}",
+            commit=commit,
+        )
+        for g in verdict.gates
+        if not g.passed
+    ]
 
 
 def _report(
@@ -373,9 +411,10 @@ def _report(
     landed: _Landed,
     verdict: _Verdict,
     tables: _Tables,
-    *,
+    missing_deliveries: list[date],
     published: bool,
-    incident_ids: list[str] | None = None,
+    incident_ids: list[str],
+    *,
     touched: list[date] | None = None,
     change: MergeStats | None = None,
 ) -> SilverReport:
@@ -397,9 +436,10 @@ def _report(
         sample_rejects=samples,
         table_versions=versions,
         newest_event_ts=_newest(judged.deliveries, feed),
-        incident_ids=incident_ids or [],
+        incident_ids=incident_ids,
         silver_rows_written=change.upserted if change else 0,
         silver_rows_deleted=change.deleted if change else 0,
+        missing_deliveries=missing_deliveries,
     )
 
 

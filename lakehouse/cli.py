@@ -50,8 +50,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | None, accept_damaged_files: bool = False) -> int:
+def _incidents_line(incidents: list[dict[str, object]]) -> str:
+    """Where an on-call looks next: each open incident of a date by id and failure mode."""
+    return "; ".join(f"incident {i['incident_id']} ({i['failure_mode']})" for i in incidents)
+
+
+def _run(
+    settings: Settings,
+    dates: list[date],
+    max_rejected_fraction: float | None,
+    accept_damaged_files: bool = False,
+    accept_volume_anomaly: bool = False,
+) -> int:
+    import polars as pl
+
+    from lakehouse.arrivals import MISSING_DELIVERY
     from lakehouse.definitions import feeds
+    from lakehouse.ops import OpsTables
     from lakehouse.runner import pending_arrival_dates, run_arrival_dates
 
     to_run = {feed.dataset: (feed, dates or pending_arrival_dates(settings, feed.dataset)) for feed in feeds()}
@@ -67,19 +82,34 @@ def _run(settings: Settings, dates: list[date], max_rejected_fraction: float | N
             settings, partitions_start=min(settings.partitions_start, *feed_dates), partitions_end=max(feed_dates)
         )
         named = f"{feed.dataset}  " if len(to_run) > 1 else ""
-        for outcome in run_arrival_dates(stretched, feed_dates, max_rejected_fraction, None, accept_damaged_files, feed):
+        outcomes = run_arrival_dates(
+            stretched, feed_dates, max_rejected_fraction, None, accept_damaged_files, feed, accept_volume_anomaly
+        )
+        incidents = OpsTables(settings.root).open_incidents(feed.dataset)
+        for outcome in outcomes:
+            of_date = incidents.filter(pl.col("arrival_date") == outcome.arrival_date).to_dicts()
             print(
                 f"{named}{outcome.arrival_date}  {'ok    ' if outcome.ok else 'FAILED'}  run {outcome.ingest_run_id[:8]}  "
-                f"{outcome.message}"
+                f"{outcome.message}" + (f"  [{_incidents_line(of_date)}]" if of_date else "")
             )
             failed += not outcome.ok
+        missing = incidents.filter(pl.col("failure_mode") == MISSING_DELIVERY).to_dicts()
+        if missing:  # no run names a date that never arrived: say it once per feed
+            silent = ", ".join(f"{i['arrival_date']} (incident {i['incident_id']})" for i in missing)
+            print(f"{named}no delivery for arrival date(s) {silent}; see `lakehouse status`")
     if failed:
         print(f"{failed} arrival date(s) failed; see `lakehouse status` and the runs in the Dagster UI", file=sys.stderr)
     return 1 if failed else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(_settings(args), args.arrival_date or [], args.max_rejected_fraction, args.accept_damaged_files)
+    return _run(
+        _settings(args),
+        args.arrival_date or [],
+        args.max_rejected_fraction,
+        args.accept_damaged_files,
+        args.accept_volume_anomaly,
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -223,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--accept-damaged-files", action="store_true", help="publish what could be read of a corrupt or truncated .gz file"
+    )
+    run.add_argument(
+        "--accept-volume-anomaly",
+        action="store_true",
+        help="publish a record count outside the feed's recent range (a real holiday or promotion) and resolve its incident",
     )
     run.set_defaults(func=cmd_run)
 

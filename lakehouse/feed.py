@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import dagster as dg
 import pandera.polars as pa
@@ -11,6 +12,7 @@ import polars as pl
 
 from lakehouse.drift import Compatibility
 from lakehouse.parse import FieldKind
+from lakehouse.volume import VolumeRule
 
 LINEAGE_SCHEMA: dict[str, pl.DataType] = {
     "_batch_id": pl.String(),
@@ -63,6 +65,11 @@ class FeedSpec:
         row_contract: what every published silver row satisfies (the blocking table check after each commit).
         future_skew_days: event time at or after arrival date + this many days is from the future (event
             partitions reach that far ahead of the last arrival date).
+        cadence_days: the upstream delivers an arrival date every this many days; an expected date with no
+            delivery while a later one has one is a `missing_delivery` incident (lakehouse.arrivals).
+        volume: how a batch's record count is judged against the recent ones (lakehouse.volume).
+        freshness_hours: silver and gold are overdue in the Dagster UI when not materialized for this long
+            (default: the cadence plus half a day, so one late delivery shows before a second is due).
     """
 
     dataset: str
@@ -81,6 +88,13 @@ class FeedSpec:
     compatibility: Compatibility = Compatibility.BACKWARD
     drift_share: float = 0.5
     partition: str = "event_date"
+    cadence_days: int = 1
+    volume: VolumeRule = field(default_factory=VolumeRule)
+    freshness_hours: float | None = None
+
+    @property
+    def freshness_window(self) -> timedelta:
+        return timedelta(hours=self.freshness_hours if self.freshness_hours is not None else 24 * self.cadence_days + 12)
 
     # Names follow storage and the dataset, so the engine finds any feed's jobs, ops and tables without knowing it.
     @property

@@ -8,6 +8,7 @@ from typing import Any
 from lakehouse.drift import SchemaDrift
 from lakehouse.feed import FeedSpec
 from lakehouse.resolution import Resolution
+from lakehouse.volume import VOLUME_ANOMALY, VOLUME_CHECK, VolumeRule, VolumeVerdict
 
 COUNTED = ("inserted", "updated", "duplicates", "stale", "quarantined")
 # Every gate evaluate_gates returns, in its order: each is a blocking asset check on silver.
@@ -32,6 +33,12 @@ class Gate:
     guardrail: str
     metadata: dict[str, Any] = field(default_factory=dict)
     remedy: str = "re-run after the upstream re-delivers, or accept it with run config max_rejected_fraction"
+    blocking: bool = True  # False: a failure warns (an incident, a WARN check) but the batch still publishes
+    incident: str | None = None  # its incident's failure mode, when not `gate_failed:<name>`
+
+    @property
+    def failure_mode(self) -> str:
+        return self.incident or f"gate_failed:{self.name}"
 
 
 def evaluate_gates(
@@ -114,4 +121,18 @@ def schema_gate(drift: SchemaDrift) -> Gate:
         + (" (drift reported, never gated)" if drift.policy.value == "none" else ""),
         {"schema_drift": drift.as_dict()},
         "re-run after the upstream re-delivers in the contract's shape, or change LAKEHOUSE_SCHEMA_COMPATIBILITY",
+    )
+
+
+def volume_gate(verdict: VolumeVerdict, rule: VolumeRule) -> Gate:
+    """The batch's record count against the feed's recent history (lakehouse.volume): blocking only if the feed says so."""
+    return Gate(
+        VOLUME_CHECK,
+        verdict.passed,
+        verdict.observed,
+        verdict.guardrail,
+        verdict.metadata(),
+        "re-run after the upstream re-delivers the whole export, or accept the count with run config accept_volume_anomaly",
+        blocking=rule.blocking,
+        incident=VOLUME_ANOMALY,
     )

@@ -192,9 +192,17 @@ class OpsTables:
         self.upsert(self.incidents, INCIDENTS_SCHEMA, [row], ["incident_id"], commit)
         return incident_id
 
-    def resolve_incidents(self, dataset: str, arrival_date: date, batch_id: str, commit: CommitInfo) -> int:
-        """A published batch for the same arrival date closes the incidents its earlier attempts opened."""
+    def open_incidents(self, dataset: str) -> pl.DataFrame:
+        """The feed's open incidents, oldest arrival date first."""
+        scope = (pl.col("dataset") == dataset) & (pl.col("status") == "open")
+        return read_table(self.incidents, scope, empty_schema=INCIDENTS_SCHEMA).sort("arrival_date", "failure_mode")
+
+    def resolve_incidents(
+        self, dataset: str, arrival_date: date, batch_id: str, commit: CommitInfo, keep: list[str] | None = None
+    ) -> int:
+        """A published batch for the same arrival date closes the incidents its earlier attempts opened (but `keep`)."""
         scope = (pl.col("dataset") == dataset) & (pl.col("arrival_date") == arrival_date) & (pl.col("status") == "open")
+        scope &= ~pl.col("incident_id").is_in(keep or [])
         still_open = read_table(self.incidents, scope, empty_schema=INCIDENTS_SCHEMA)
         if still_open.is_empty():
             return 0

@@ -165,6 +165,7 @@ def _run_arrival_dates(
     instance: dg.DagsterInstance | None = None,
     accept_damaged_files: bool = False,
     feed: FeedSpec | None = None,
+    accept_volume_anomaly: bool = False,
 ) -> list[DateOutcome]:
     feed = feed or default_feed()
     defs = build_definitions(settings, [feed])
@@ -178,7 +179,11 @@ def _run_arrival_dates(
     run_config = {
         "ops": {
             feed.silver_op: {
-                "config": {"max_rejected_fraction": max_rejected_fraction, "accept_damaged_files": accept_damaged_files}
+                "config": {
+                    "max_rejected_fraction": max_rejected_fraction,
+                    "accept_damaged_files": accept_damaged_files,
+                    "accept_volume_anomaly": accept_volume_anomaly,
+                }
             }
         },
         **quiet,
@@ -229,8 +234,11 @@ def run_arrival_dates(
     instance: dg.DagsterInstance | None = None,
     accept_damaged_files: bool = False,
     feed: FeedSpec | None = None,
+    accept_volume_anomaly: bool = False,
 ) -> list[DateOutcome]:
     """Ingest then refresh gold for each arrival date of `feed` (default: the code location's one feed), in date
     order, through the real definitions."""
     with reaping_abandoned_cli_runs(settings):
-        return _run_arrival_dates(settings, arrival_dates, max_rejected_fraction, instance, accept_damaged_files, feed)
+        return _run_arrival_dates(
+            settings, arrival_dates, max_rejected_fraction, instance, accept_damaged_files, feed, accept_volume_anomaly
+        )

@@ -9,12 +9,14 @@ from typing import Any
 
 import polars as pl
 
+from lakehouse.arrivals import MISSING_DELIVERY
 from lakehouse.feed import FeedSpec
 from lakehouse.landing import scan_landing
 from lakehouse.maintenance import survey
 from lakehouse.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
 from lakehouse.settings import Settings
 from lakehouse.storage import open_table, read_table, scan_table, table_exists, table_uri
+from lakehouse.volume import VOLUME_ANOMALY
 
 LAST_BATCHES = 10
 
@@ -116,11 +118,51 @@ def collect_status(root: str, feed: FeedSpec, retention_hours: float = Settings.
             {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}
             for row in incidents.iter_rows(named=True)
         ],
+        **silence(incidents),
         "restatements": restatements.height,
         "schema": schema_status(ops.batch_rows(dataset)),
         "orphan_files": _orphans(root, retention_hours),
         "landing_not_ingested": [asdict(entry) for entry in scan_landing(root, dataset).ignored],
     }
+
+
+def silence(open_incidents: pl.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """The open incidents about what did not arrive, by date: missing deliveries and volume anomalies."""
+    by_date = open_incidents.sort("arrival_date")
+    missing = by_date.filter(pl.col("failure_mode") == MISSING_DELIVERY)
+    volume = by_date.filter(pl.col("failure_mode") == VOLUME_ANOMALY)
+    return {
+        "missing_deliveries": [
+            {"arrival_date": row["arrival_date"].isoformat(), "incident_id": row["incident_id"]}
+            for row in missing.iter_rows(named=True)
+        ],
+        "volume_anomalies": [
+            {
+                "arrival_date": row["arrival_date"].isoformat(),
+                "incident_id": row["incident_id"],
+                "batch_id": row["idempotency_key"],
+                "records": row["affected_rows"],
+                "expected": row["guardrail"],
+            }
+            for row in volume.iter_rows(named=True)
+        ],
+    }
+
+
+def render_silence(status: dict[str, Any]) -> list[str]:
+    missing, volume = status["missing_deliveries"], status["volume_anomalies"]
+    return [
+        "Missing deliveries: "
+        + (", ".join(f"{m['arrival_date']} (incident {m['incident_id']})" for m in missing) if missing else "none"),
+        "Volume anomalies: "
+        + (
+            "; ".join(
+                f"{v['arrival_date']} ({v['records']} records, {v['expected']}; incident {v['incident_id']})" for v in volume
+            )
+            if volume
+            else "none"
+        ),
+    ]
 
 
 def _orphans(root: str, retention_hours: float) -> dict[str, dict[str, int]]:
@@ -167,6 +209,7 @@ def render_status(status: dict[str, Any]) -> str:
     lines.append(f"Open incidents: {len(incidents)}")
     for incident in incidents:
         lines.append(f"  {incident['arrival_date']} {incident['failure_mode']}: {incident['detail']}")
+    lines += render_silence(status)
     lines.append(f"Restatements recorded: {status['restatements']}")
     lines += render_schema(status["schema"])
     orphans = status["orphan_files"]

@@ -57,7 +57,7 @@ def test_a_run_publishes_with_passing_checks_and_batch_metadata(tmp_path: Path) 
     [outcome] = run_arrival_dates(settings_for(tmp_path), [date(2025, 1, 10)], instance=instance)
     assert outcome.ok
     evaluations = check_evaluations(instance, outcome.ingest_run_id)
-    assert all(e.passed for e in evaluations.values()) and len(evaluations) == 9  # seven gates, two table checks
+    assert all(e.passed for e in evaluations.values()) and len(evaluations) == 10  # 7 gates, volume, 2 table checks
     materialization = instance.get_latest_materialization_event(BILLING_EVENTS.silver_key).asset_materialization
     assert materialization.partition == D1
     metadata = materialization.metadata

@@ -80,3 +80,24 @@ def test_a_bad_setting_is_one_line_with_no_traceback_and_nothing_written(tmp_pat
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == "lakehouse: LAKEHOUSE_MAX_REJECTED_FRACTION must be a number within [0, 1], got 'abc'\n"
     assert not root.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_run_names_a_silent_date_and_a_thin_one_with_their_incidents_and_status_lists_them(tmp_path: Path) -> None:
+    # The scenario, shortened: steady dates, a date with no delivery, then a date of 7% of the usual volume.
+    for n in [*range(1, 8), 9]:
+        land(tmp_path, f"2025-01-{n:02d}", "a.jsonl", [event(f"d{n}-{i}", ts=f"2025-01-{n:02d}T08:00:00Z") for i in range(100)])
+    land(tmp_path, "2025-01-10", "a.jsonl", [event(f"thin-{i}", ts="2025-01-10T08:00:00Z") for i in range(7)])
+    run = lakehouse("run", root=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr  # warnings: the run publishes, the lines say what to look at
+    status = json.loads(lakehouse("status", "--json", root=tmp_path).stdout)
+    [missing], [anomaly] = status["missing_deliveries"], status["volume_anomalies"]
+    assert missing["arrival_date"] == "2025-01-08" and anomaly["arrival_date"] == "2025-01-10" and anomaly["records"] == 7
+    assert f"no delivery for arrival date(s) 2025-01-08 (incident {missing['incident_id']})" in run.stdout
+    thin_line = next(line for line in run.stdout.splitlines() if line.startswith("2025-01-10"))
+    assert f"incident {anomaly['incident_id']} (volume_anomaly)" in thin_line
+    text = lakehouse("status", root=tmp_path).stdout
+    assert "Missing deliveries: 2025-01-08" in text and "Volume anomalies: 2025-01-10 (7 records" in text
+    # A real thin day: the operator accepts it, which resolves the incident.
+    accepted = lakehouse("run", "--arrival-date", "2025-01-10", "--accept-volume-anomaly", root=tmp_path)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert json.loads(lakehouse("status", "--json", root=tmp_path).stdout)["volume_anomalies"] == []
