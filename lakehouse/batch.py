@@ -115,7 +115,7 @@ def publish_silver(
     ops = OpsTables(root)
     if rate_limit is not None:  # a backfill's cap, paid before the writer lock so pacing never blocks other writers
         rate_limit.acquire(read_table(bronze_uri, pl.col("_arrival_date") == arrival_date, ["_batch_id"]).height)
-    with exclusive_writer(root, feed.dataset, settings.lock_timeout_seconds):
+    with exclusive_writer(root, feed.dataset, settings.lock_timeout_seconds, settings.lock_dsn):
         judged = _judge_bronze(bronze_uri, arrival_date, feed, feed.contract(settings.allowed_lateness_days), run_id)
         deliveries, rejects = judged.deliveries, judged.rejects
         batch_ids = sorted(judged.batch_ids)

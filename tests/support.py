@@ -34,6 +34,8 @@ NON_DEFAULT_TEXTS = {
     "backfill_step_concurrency": "2",
     "regular_step_concurrency": "3",
     "retention_hours": "24.0",
+    "lock_dsn": "postgresql://lakehouse@db.example/locks",  # used by object-store roots only: never reached here
+    "instance": "postgres",  # read by runner.instance_for only: the tests hand their own instance in
 }
 
 
