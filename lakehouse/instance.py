@@ -22,7 +22,7 @@ def render_instance_config(settings: Settings, marker_template: str) -> str:
         backfill_max_runs=settings.backfill_max_runs,
         max_concurrent_runs=settings.backfill_max_runs + settings.regular_max_runs,
     )
-    if settings.instance != "postgres":
+    if not settings.uses_postgres_instance:
         return rendered
     missing = [name for name in PG_REQUIRED if not os.environ.get(name)]
     if missing:

@@ -96,7 +96,7 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
         instance.get_runs(limit=1)
         instance.all_instigator_state()
         instance.get_asset_keys(limit=1)
-        if settings.instance == "postgres":
+        if settings.uses_postgres_instance:
             set_pool_limits(instance, writer_pools(build_definitions(settings)))
     return instance
 

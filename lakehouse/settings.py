@@ -57,7 +57,7 @@ def _is_folder_or_uri(root: str) -> bool:
 
 ROOT = Kind(str, _is_folder_or_uri, "a folder or an object-store URI, not an existing file")
 DAY = Kind(date.fromisoformat, lambda v: True, "a real date YYYY-MM-DD", date.isoformat)
-INSTANCES = ("sqlite", "postgres")
+INSTANCES = ("auto", "sqlite", "postgres")
 INSTANCE = Kind(str, lambda v: v in INSTANCES, f"one of {', '.join(INSTANCES)}")
 # A libpq connection string (URI or key=value words); its password belongs in PGPASSWORD or ~/.pgpass, not here.
 DSN = _optional(
@@ -103,7 +103,8 @@ class Settings:
             holds its backfill budget); unset, the DAGSTER_PG_* variables of a PostgreSQL instance are used, and
             without either an object-store root refuses to write. A local root keeps its kernel file locks.
         instance: the Dagster instance `lakehouse run` and `ui` install: `sqlite` under DAGSTER_HOME, or
-            `postgres` (runs, events and pools in PostgreSQL, reached through DAGSTER_PG_* variables).
+            `postgres` (runs, events and pools in PostgreSQL, reached through DAGSTER_PG_* variables);
+            `auto` is postgres when DAGSTER_PG_HOST is set, else sqlite.
     """
 
     root: str = setting(DEFAULT_ROOT, "LAKEHOUSE_ROOT", ROOT)
@@ -121,7 +122,11 @@ class Settings:
     regular_step_concurrency: int = setting(2, "LAKEHOUSE_REGULAR_STEP_CONCURRENCY", _whole(1))
     retention_hours: float = setting(168.0, "LAKEHOUSE_RETENTION_HOURS", _number(0))
     lock_dsn: str | None = setting(None, "LAKEHOUSE_LOCK_DSN", DSN)
-    instance: str = setting("sqlite", "LAKEHOUSE_INSTANCE", INSTANCE)
+    instance: str = setting("auto", "LAKEHOUSE_INSTANCE", INSTANCE)
+
+    @property
+    def uses_postgres_instance(self) -> bool:
+        return self.instance == "postgres" or (self.instance == "auto" and bool(os.environ.get("DAGSTER_PG_HOST")))
 
     @property
     def event_partitions_start(self) -> date:

@@ -35,7 +35,7 @@ NON_DEFAULT_TEXTS = {
     "regular_step_concurrency": "3",
     "retention_hours": "24.0",
     "lock_dsn": "postgresql://lakehouse@db.example/locks",  # used by object-store roots only: never reached here
-    "instance": "postgres",  # read by runner.instance_for only: the tests hand their own instance in
+    "instance": "sqlite",  # forced: never PostgreSQL, whatever DAGSTER_PG_* say
 }
 
 

@@ -57,7 +57,7 @@ def test_the_pipeline_on_object_storage_with_a_postgres_instance_equals_a_local_
     local, dates, local_seconds = local_reference(tmp_path)
     upload(local / "landing", f"{s3_root}/landing")
     settings = Settings.from_env(root=s3_root)
-    assert settings.instance == "postgres"
+    assert settings.uses_postgres_instance
     instance = instance_for(settings)
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     started = time.perf_counter()
