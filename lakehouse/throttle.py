@@ -70,6 +70,8 @@ class SharedRowRateLimit(RowRateLimit):
         import psycopg2  # only an object-store root's budget needs it
 
         with psycopg2.connect(self.dsn, connect_timeout=10) as connection, connection.cursor() as cursor:
+            # Two first bookings would race on CREATE TABLE IF NOT EXISTS (a duplicate catalog row): serialize them.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('lakehouse_backfill_budget'))")
             cursor.execute(
                 "CREATE TABLE IF NOT EXISTS lakehouse_backfill_budget (root text PRIMARY KEY, ready_at double precision NOT NULL)"
             )
