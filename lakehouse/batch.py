@@ -176,7 +176,7 @@ def publish_silver(
     tables, ops = _Tables.of(settings.root, feed), OpsTables(settings.root)
     if rate_limit is not None:  # a backfill's cap, paid before the writer lock so pacing never blocks other writers
         rate_limit.acquire(read_table(tables.bronze, pl.col("_arrival_date") == arrival_date, ["_batch_id"]).height)
-    with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
+    with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds, settings.lock_dsn):
         judged = _judge_bronze(tables.bronze, arrival_date, feed, feed.contract(settings.allowed_lateness_days), run_id)
         recorded_batches = ops.batch_rows(feed.dataset)
         landed = _landed_batch(recorded_batches, feed, arrival_date, judged)

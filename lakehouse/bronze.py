@@ -42,7 +42,7 @@ def land_bronze(
     batch = read_batch(settings.root, feed.dataset, arrival_date)  # landing files are immutable: no lock needed
     if rate_limit is not None:
         rate_limit.acquire(batch.rows.height)
-    with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds):
+    with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds, settings.lock_dsn):
         files = [f.as_metadata() for f in batch.files]
         ignored = [e.as_metadata() for e in batch.ignored]
         uri = table_uri(settings.root, "bronze", feed.dataset)

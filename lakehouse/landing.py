@@ -10,11 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.fs as pafs
+
+from lakehouse.storage import filesystem, is_remote
 
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz")
 _BOM = b"\xef\xbb\xbf"
@@ -89,6 +92,7 @@ def batch_id_for(dataset: str, arrival_date: date, files_digest: str) -> str:
 
 
 def feed_landing_dir(root: str | Path, dataset: str) -> Path:
+    """A local root's landing folder for the feed (an object-store root's is `<root>/landing/<dataset>/`, see `landing_store`)."""
     return Path(root) / "landing" / dataset
 
 
@@ -156,45 +160,152 @@ def _arrival_date(name: str) -> date | None:
     return arrival if name == arrival.isoformat() else None
 
 
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as listing:
-            return sorted(listing, key=lambda entry: entry.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+# What an entry of the landing folder is, judged without following a symlink.
+FILE, FOLDER, LINK, OTHER = "file", "folder", "symlink", "other"
+Identity = tuple[int, int, int]  # (inode, size, mtime_ns): a change to any means the file was replaced or rewritten
 
 
-def scan_date_folder(folder: Path, prefix: str) -> tuple[list[Path], list[IgnoredEntry]]:
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: str  # the store's own path: local path, or `bucket/key` on an object store
+    kind: str  # FILE, FOLDER, LINK or OTHER
+
+
+class LandingStore(Protocol):
+    """Where a root's landing files are: the listing, identity and one-shot read that the rules below need."""
+
+    def entries(self, folder: str) -> list[Entry]: ...  # in name order; a missing folder has none
+    def kind(self, path: str) -> str | None: ...  # None when nothing is there
+    def identity(self, path: str) -> Identity | None: ...  # None when it vanished
+    def read_once(self, path: str) -> tuple[bytes, Identity | None, str | None]: ...
+
+
+class LocalLandingStore:
+    """A local folder: never follows a symlink, on listing or on reading."""
+
+    def entries(self, folder: str) -> list[Entry]:
+        try:
+            with os.scandir(folder) as listing:
+                return [Entry(e.name, e.path, _local_kind(e)) for e in sorted(listing, key=lambda entry: entry.name)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def kind(self, path: str) -> str | None:
+        if os.path.islink(path):
+            return LINK
+        return FOLDER if os.path.isdir(path) else FILE if os.path.isfile(path) else OTHER if os.path.lexists(path) else None
+
+    def identity(self, path: str) -> Identity | None:
+        try:
+            return _identity(os.stat(path, follow_symlinks=False))
+        except FileNotFoundError:
+            return None
+
+    def read_once(self, path: str) -> tuple[bytes, Identity | None, str | None]:
+        return _read_once(Path(path))
+
+
+def _local_kind(entry: os.DirEntry[str]) -> str:
+    if entry.is_symlink():
+        return LINK
+    if entry.is_dir(follow_symlinks=False):
+        return FOLDER
+    return FILE if entry.is_file(follow_symlinks=False) else OTHER
+
+
+class ObjectLandingStore:
+    """An object store (S3): a key prefix is a folder; there are no symlinks, pipes or undecodable names.
+
+    An object's identity is its size and modification time (the store gives no inode); an object is
+    replaced whole, never appended to, so a read is one GET of one version.
+    """
+
+    def __init__(self, fs: pafs.FileSystem) -> None:
+        self.fs = fs
+
+    def entries(self, folder: str) -> list[Entry]:
+        infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=False))
+        return sorted((Entry(i.base_name, i.path, _object_kind(i)) for i in infos), key=lambda entry: entry.name)
+
+    def kind(self, path: str) -> str | None:
+        info = self.fs.get_file_info(path)
+        return None if info.type == pafs.FileType.NotFound else _object_kind(info)
+
+    def identity(self, path: str) -> Identity | None:
+        info = self.fs.get_file_info(path)
+        return None if info.type != pafs.FileType.File else (0, info.size or 0, info.mtime_ns or 0)
+
+    def read_once(self, path: str) -> tuple[bytes, Identity | None, str | None]:
+        before = self.identity(path)
+        if before is None:
+            return b"", None, "vanished while the batch was being read"
+        try:
+            with self.fs.open_input_stream(path, compression=None) as stream:  # the bytes as landed: .gz is decoded later
+                raw = stream.read()
+        except FileNotFoundError:
+            return b"", None, "vanished while the batch was being read"
+        after = self.identity(path)
+        if after is None:
+            return raw, None, "vanished while the batch was being read"
+        if before != after or len(raw) != after[1]:
+            return raw, after, f"changed while being read ({before[1]} bytes before, {after[1]} after, {len(raw)} read)"
+        return raw, after, None
+
+
+def _object_kind(info: pafs.FileInfo) -> str:
+    return FOLDER if info.type == pafs.FileType.Directory else FILE if info.type == pafs.FileType.File else OTHER
+
+
+def landing_store(root: str | Path) -> tuple[LandingStore, str]:
+    """The store holding `root`'s landing files and the root's path on it; the URI's scheme decides."""
+    if not is_remote(root):
+        return LocalLandingStore(), str(root)
+    fs, path = filesystem(root)
+    return ObjectLandingStore(fs), path
+
+
+def _feed_dir(root: str | Path, dataset: str) -> tuple[LandingStore, str]:
+    store, base = landing_store(root)
+    return store, f"{base}/landing/{dataset}" if is_remote(root) else str(feed_landing_dir(root, dataset))
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def scan_date_folder(folder: str | Path, prefix: str, store: LandingStore | None = None) -> tuple[list[str], list[IgnoredEntry]]:
     """An arrival-date folder's landing files in name order, and every other entry with why it is not read.
 
     Never follows a symlink: entries are judged by what they are, not what they point to.
     """
     files, ignored = [], []
-    for entry in _entries(folder):
+    for entry in (store or LocalLandingStore()).entries(str(folder)):
         shown = f"{prefix}{printable(entry.name)}"
-        if entry.is_symlink():
+        if entry.kind == LINK:
             ignored.append(IgnoredEntry(shown, SYMLINK, "a symlink is never followed; it holds this date until removed"))
         elif _is_hidden(entry.name):
             ignored.append(IgnoredEntry(shown, HIDDEN, "starts with '.' or '_': temporary or marker, never read"))
-        elif entry.is_dir(follow_symlinks=False):
+        elif entry.kind == FOLDER:
             ignored.append(IgnoredEntry(shown + "/", NESTED_FOLDER, "a folder inside an arrival date: nothing in it is read"))
-        elif not entry.is_file(follow_symlinks=False):
+        elif entry.kind != FILE:
             ignored.append(IgnoredEntry(shown, NOT_A_REGULAR_FILE, "not a regular file (a pipe, socket or device)"))
         elif not entry.name.endswith(LANDING_SUFFIXES):
             ignored.append(IgnoredEntry(shown, OTHER_EXTENSION, f"only {', '.join(LANDING_SUFFIXES)} files are read"))
         elif not _is_utf8(entry.name):
             ignored.append(IgnoredEntry(shown, NAME_NOT_UTF8, "the name is not valid UTF-8, so lineage cannot name it"))
         else:
-            files.append(Path(entry.path))
+            files.append(entry.path)
     return files, ignored
 
 
 def scan_landing(root: str | Path, dataset: str) -> LandingScan:
     """Every arrival date of a feed with something to run, and every entry (at any level) that is not ingested."""
     dates, ignored = [], []
-    for entry in _entries(feed_landing_dir(root, dataset)):
+    store, feed_dir = _feed_dir(root, dataset)
+    for entry in store.entries(feed_dir):
         shown, arrival = printable(entry.name), _arrival_date(entry.name)
-        if entry.is_symlink():
+        if entry.kind == LINK:
             ignored.append(
                 IgnoredEntry(
                     shown, SYMLINK, "a symlink is never followed" + ("; it holds this date until removed" if arrival else "")
@@ -204,12 +315,12 @@ def scan_landing(root: str | Path, dataset: str) -> LandingScan:
                 dates.append(arrival)
         elif _is_hidden(entry.name):
             ignored.append(IgnoredEntry(shown, HIDDEN, "starts with '.' or '_': temporary or marker, never read"))
-        elif not entry.is_dir(follow_symlinks=False):
+        elif entry.kind != FOLDER:
             ignored.append(IgnoredEntry(shown, NOT_IN_A_DATE_FOLDER, "files are read only inside an arrival-date folder"))
         elif arrival is None:
             ignored.append(IgnoredEntry(shown + "/", NOT_A_DATE_FOLDER, "not a real date in YYYY-MM-DD: nothing in it is read"))
         else:
-            files, inside = scan_date_folder(Path(entry.path), f"{entry.name}/")
+            files, inside = scan_date_folder(entry.path, f"{entry.name}/", store)
             ignored += inside
             if files or any(e.holds_batch for e in inside):
                 dates.append(arrival)
@@ -232,14 +343,18 @@ def landed_arrival_dates(root: str | Path, dataset: str) -> list[date]:
     return scan_landing(root, dataset).arrival_dates
 
 
-def _date_folder(root: str | Path, dataset: str, arrival_date: date) -> tuple[list[Path], list[IgnoredEntry]]:
-    """One date's landing files and ignored entries; a date folder that is itself a symlink is held, never followed."""
-    folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
-    if folder.is_symlink():
-        return [], [
-            IgnoredEntry(arrival_date.isoformat(), SYMLINK, "a symlink is never followed; it holds this date until removed")
-        ]
-    return scan_date_folder(folder, f"{arrival_date.isoformat()}/")
+def _date_folder(root: str | Path, dataset: str, arrival_date: date) -> tuple[LandingStore, str, list[str], list[IgnoredEntry]]:
+    """One date's store, folder, landing files and ignored entries; a date folder that is itself a symlink is held, never followed."""
+    store, feed_dir = _feed_dir(root, dataset)
+    folder = f"{feed_dir}/{arrival_date.isoformat()}"
+    if store.kind(folder) == LINK:
+        return (
+            store,
+            folder,
+            [],
+            [IgnoredEntry(arrival_date.isoformat(), SYMLINK, "a symlink is never followed; it holds this date until removed")],
+        )
+    return store, folder, *scan_date_folder(folder, f"{arrival_date.isoformat()}/", store)
 
 
 def _held_listing(ignored: list[IgnoredEntry]) -> str:
@@ -249,14 +364,13 @@ def _held_listing(ignored: list[IgnoredEntry]) -> str:
 
 def fingerprint(root: str | Path, dataset: str, arrival_date: date) -> str:
     """A cheap change detector (names, sizes, mtimes) so a sensor need not hash every file each tick."""
-    files, ignored = _date_folder(root, dataset, arrival_date)
+    store, _, files, ignored = _date_folder(root, dataset, arrival_date)
     parts = []
     for path in files:
-        try:
-            stat = path.stat(follow_symlinks=False)
-        except FileNotFoundError:  # removed since the listing: it is not part of what landed now
+        identity = store.identity(path)
+        if identity is None:  # removed since the listing: it is not part of what landed now
             continue
-        parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        parts.append(f"{_name(path)}:{identity[1]}:{identity[2]}")
     return hashlib.sha256(("|".join(parts) + _held_listing(ignored)).encode()).hexdigest()
 
 
@@ -265,19 +379,18 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
 
     Only regular files are read, never through a symlink; every other entry comes back in `ignored`.
     """
-    folder = feed_landing_dir(root, dataset) / arrival_date.isoformat()
-    if not folder.is_dir() and not folder.is_symlink():
-        raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {folder}")
-    paths, ignored = _date_folder(root, dataset, arrival_date)
+    store, folder, paths, ignored = _date_folder(root, dataset, arrival_date)
+    if store.kind(folder) not in (FOLDER, LINK):
+        raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {_shown_folder(root, folder)}")
     files, parts = [], []
     identities: list[tuple[int, int, int] | None] = []
     # hashlib releases the GIL: each file is digested on a thread while its lines are split.
     with ThreadPoolExecutor(1, thread_name_prefix="lakehouse-sha256") as hasher:
         for path in paths:
-            relative = f"{arrival_date.isoformat()}/{path.name}"
-            raw, identity, changed = _read_once(path)
+            relative = f"{arrival_date.isoformat()}/{_name(path)}"
+            raw, identity, changed = store.read_once(path)
             digest = hasher.submit(_sha256_hex, raw)
-            content, damage = _decode(path, raw)
+            content, damage = _decode(_name(path), raw)
             lines, numbers = record_lines(content)
             records = lines.filter(numbers.is_not_null())
             files.append(LandedFile(relative, digest.result(), len(raw), lines.len(), records.len(), damage, changed))
@@ -293,11 +406,11 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
             )
     # A file may change after its own read while later files are read: check them all once more at the end.
     files = [
-        f if f.changed else _replace_changed(f, _changed_since(folder / f.relative_path.split("/", 1)[1], identity))
+        f if f.changed else _replace_changed(f, _changed_since(store, f"{folder}/{f.relative_path.split('/', 1)[1]}", identity))
         for f, identity in zip(files, identities, strict=True)
     ]
     if not files and not any(e.holds_batch for e in ignored):
-        raise LandingError(f"no {'/'.join(LANDING_SUFFIXES)} files in {folder}")
+        raise LandingError(f"no {'/'.join(LANDING_SUFFIXES)} files in {_shown_folder(root, folder)}")
     schema = {"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64}
     rows = pl.concat([part.cast(schema) for part in parts]) if parts else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
     return Batch(dataset, arrival_date, tuple(files), rows, tuple(ignored))
@@ -338,20 +451,24 @@ def _open_landing_file(path: Path) -> BinaryIO:
     return open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
 
 
-def _changed_since(path: Path, identity: tuple[int, int, int] | None) -> str | None:
-    try:
-        now = _identity(path.stat(follow_symlinks=False))
-    except FileNotFoundError:
+def _changed_since(store: LandingStore, path: str, identity: Identity | None) -> str | None:
+    now = store.identity(path)
+    if now is None:
         return "vanished after it was read, before the batch finished reading"
     return None if now == identity else "changed (replaced or rewritten) after it was read"
+
+
+def _shown_folder(root: str | Path, folder: str) -> str:
+    """A folder as the operator named it: an object store's path with its scheme back."""
+    return f"{str(root).split('://', 1)[0]}://{folder}" if is_remote(root) else folder
 
 
 def _replace_changed(landed: LandedFile, changed: str | None) -> LandedFile:
     return landed if changed is None else replace(landed, changed=changed)
 
 
-def _decode(path: Path, raw: bytes) -> tuple[bytes, str | None]:
-    if not path.name.endswith(".gz"):
+def _decode(name: str, raw: bytes) -> tuple[bytes, str | None]:
+    if not name.endswith(".gz"):
         return raw, None
     if not raw:  # gzip of nothing still has a header: an empty .gz is an upload that never started
         return b"", "truncated gzip: the file is empty, without even a gzip header"
@@ -421,11 +538,11 @@ def record_lines(content: bytes) -> tuple[pl.Series, pl.Series]:
 
 def current_batch_id(root: str | Path, dataset: str, arrival_date: date) -> str:
     """The batch id the landed files of a date would get now, hashing files without parsing lines."""
-    paths, ignored = _date_folder(root, dataset, arrival_date)
+    store, _, paths, ignored = _date_folder(root, dataset, arrival_date)
     listing = []
     for path in paths:
-        raw, identity, _ = _read_once(path)
+        raw, identity, _ = store.read_once(path)
         if identity is None:  # removed (or swapped for a symlink) since the listing: not part of what landed now
             continue
-        listing.append((f"{arrival_date.isoformat()}/{path.name}", _sha256_hex(raw)))
+        listing.append((f"{arrival_date.isoformat()}/{_name(path)}", _sha256_hex(raw)))
     return batch_id_for(dataset, arrival_date, files_digest(listing, ignored))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from lakehouse.storage import is_remote
+from lakehouse.storage import Fence, StaleWriterError, fenced, is_remote
 
 
 class WriterBusyError(RuntimeError):
@@ -48,20 +52,166 @@ class MissingDistributedLock:
 
     def hold(self, name: str, timeout_seconds: float) -> AbstractContextManager[None]:
         raise DistributedLockRequiredError(
-            f"cannot lock {name} on {self.root}: object-store roots need the distributed writer lock, "
-            "which this version does not have yet; use a local root. Nothing was written."
+            f"cannot lock {name} on {self.root}: object-store roots need the distributed writer lock, a PostgreSQL "
+            f"advisory lock: set {LOCK_DSN_ENV} (or the DAGSTER_PG_* variables of a PostgreSQL instance). Nothing was written."
         )
 
 
-def writer_lock(root: str | Path) -> WriterLock:
-    """The root's writer lock strategy, chosen here only: a file lock for a local root."""
-    return MissingDistributedLock(str(root)) if is_remote(root) else FileWriterLock(Path(root))
+LOCK_DSN_ENV = "LAKEHOUSE_LOCK_DSN"  # declared with its rule in lakehouse.settings (Settings.lock_dsn)
+# A lock session idle this long is ended by the server: a frozen holder (SIGSTOP, a paused VM) loses the lock
+# after at most this; a live one sends a heartbeat every third of it. TCP keepalives end a vanished machine's.
+SESSION_SECONDS = 30
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+
+
+def lock_dsn(dsn: str | None = None) -> str | None:
+    """The PostgreSQL the writer lock lives in: `dsn`, else LAKEHOUSE_LOCK_DSN, else the PostgreSQL instance's
+    DAGSTER_PG_* variables (the same database the Dagster instance uses), else None."""
+    if dsn or os.environ.get(LOCK_DSN_ENV):
+        return dsn or os.environ[LOCK_DSN_ENV]
+    if not os.environ.get("DAGSTER_PG_HOST"):
+        return None
+    parts = {
+        "host": os.environ["DAGSTER_PG_HOST"],
+        "port": os.environ.get("DAGSTER_PG_PORT", "5432"),
+        "user": os.environ.get("DAGSTER_PG_USER", "postgres"),
+        "password": os.environ.get("DAGSTER_PG_PASSWORD", ""),
+        "dbname": os.environ.get("DAGSTER_PG_DB", "postgres"),
+    }
+    return " ".join(f"{k}='{v}'" for k, v in parts.items() if v)
+
+
+def lock_key(root: str, name: str) -> int:
+    """The advisory lock's 64-bit key: one per (root, name), so two roots on one database never exclude each other."""
+    return int.from_bytes(hashlib.sha256(f"{root.rstrip('/')}\0{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class PostgresWriterLock:
+    """An object-store root's lock: a PostgreSQL session advisory lock on a connection of its own, held for the
+    whole batch. The server drops it when the holder's session ends (killed process: about 1 ms; frozen one:
+    after SESSION_SECONDS without a heartbeat). A lock alone cannot stop a frozen holder that wakes up, so each
+    holder gets a fencing token (a sequence: larger for every later holder) and fences its writes with it
+    (see `storage.Fence`)."""
+
+    root: str
+    dsn: str
+
+    @contextmanager
+    def hold(self, name: str, timeout_seconds: float) -> Iterator[None]:
+        import psycopg2  # only an object-store root needs the driver
+
+        key = lock_key(self.root, name)
+        connection = psycopg2.connect(
+            self.dsn,
+            application_name=f"lakehouse writer {name} {socket.gethostname()}:{os.getpid()}",
+            options=f"-c idle_session_timeout={SESSION_SECONDS * 1000}",
+            connect_timeout=10,
+            **KEEPALIVES,
+        )
+        connection.autocommit = True  # a session lock: no transaction may stay open (idle_session_timeout skips those)
+        try:
+            self._acquire(connection, key, name, timeout_seconds)
+            token = _next_token(connection)
+            lost = threading.Event()
+
+            def still_held() -> None:
+                try:
+                    _query(
+                        connection,
+                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                        "AND granted AND ((classid::bigint << 32) | objid::bigint) = %s",
+                        (key,),
+                        expect_row=True,
+                    )
+                except Exception as error:  # noqa: BLE001 - any failure means the session (so the lock) may be gone
+                    lost.set()
+                    raise StaleWriterError(
+                        f"the writer lock for {name} on {self.root} was lost ({str(error).strip() or type(error).__name__}): "
+                        "its session ended (a pause longer than the session limit, or the network). Nothing more is "
+                        "written by this run; re-run it."
+                    ) from None
+
+            with _heartbeat(connection, lost), fenced(Fence(name, token, still_held)):
+                yield
+        finally:
+            connection.close()  # ends the session: the lock goes with it
+
+    def _acquire(self, connection: Any, key: int, name: str, timeout_seconds: float) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while not _query(connection, "SELECT pg_try_advisory_lock(%s)", (key,)):
+            if time.monotonic() >= deadline:
+                holder = _query(
+                    connection,
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+                    (key,),
+                )
+                raise WriterBusyError(
+                    f"another run is writing {name} (holder: {holder or 'unknown'}); waited {timeout_seconds:.0f}s. "
+                    "Nothing was written by this run; retry once the other run finishes."
+                )
+            time.sleep(0.1)
+
+
+def _query(connection: Any, sql: str, args: tuple[object, ...] = (), expect_row: bool = False) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, args)
+        row = cursor.fetchone()
+    if expect_row and row is None:
+        raise RuntimeError("the lock is no longer held by this session")
+    return row[0] if row else None
+
+
+def _next_token(connection: Any) -> int:
+    """A fencing token from a sequence: every later holder of any lock gets a larger one."""
+    for attempt in range(3):
+        try:
+            return int(_query(connection, "SELECT nextval('lakehouse_writer_fence')"))
+        except Exception:  # noqa: BLE001 - the sequence is created on first use; two first users may race
+            if attempt == 2:
+                raise
+            with contextlib.suppress(Exception):  # a racing creator made it: the next nextval works
+                _query(connection, "CREATE SEQUENCE IF NOT EXISTS lakehouse_writer_fence")
+    raise AssertionError("unreachable")
 
 
 @contextmanager
-def exclusive_writer(root: str | Path, name: str, timeout_seconds: float) -> Iterator[None]:
+def _heartbeat(connection: Any, lost: threading.Event) -> Iterator[None]:
+    """Keep the lock's session from idling out while the holder is alive; stop at the first failure (the fence
+    then refuses the next commit)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(SESSION_SECONDS / 3):
+            try:
+                _query(connection, "SELECT 1")
+            except Exception:  # noqa: BLE001 - the session is gone: the fence reports it at the next commit
+                lost.set()
+                return
+
+    thread = threading.Thread(target=beat, name="lakehouse-lock-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def writer_lock(root: str | Path, dsn: str | None = None) -> WriterLock:
+    """The root's writer lock strategy, chosen here only: a kernel file lock for a local root (one machine);
+    for an object-store root a PostgreSQL advisory lock when a DSN is configured, else a refusal."""
+    if not is_remote(root):
+        return FileWriterLock(Path(root))
+    configured = lock_dsn(dsn)
+    return PostgresWriterLock(str(root), configured) if configured else MissingDistributedLock(str(root))
+
+
+@contextmanager
+def exclusive_writer(root: str | Path, name: str, timeout_seconds: float, dsn: str | None = None) -> Iterator[None]:
     """Hold the root's writer lock for `name` (one writer per feed, or per aggregate table)."""
-    with writer_lock(root).hold(name, timeout_seconds):
+    with writer_lock(root, dsn).hold(name, timeout_seconds):
         yield
 
 

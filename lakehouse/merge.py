@@ -55,7 +55,7 @@ def apply_changes(
         return MergeStats(0, 0, None)
     if deletes.is_empty() and (current.is_empty() or upserts.join(current, on=key, how="semi").is_empty()):
         # Only new keys: an append is the same single commit, without MERGE's join against the target's files.
-        with_commit_retry(lambda: write_table(uri, arrow_stream(upserts), commit, operation))
+        with_commit_retry(lambda: write_table(uri, arrow_stream(upserts), commit, operation), uri=uri)
         return MergeStats(len(upserts), 0, table_version(uri))
     source = pl.concat(
         [upserts.with_columns(pl.lit("upsert").alias(OP)), deletes.select(key).with_columns(pl.lit("delete").alias(OP))],
@@ -76,7 +76,7 @@ def apply_changes(
             .execute()
         )
 
-    metrics = with_commit_retry(merge)
+    metrics = with_commit_retry(merge, uri=uri)
     written = metrics["num_target_rows_inserted"] + metrics["num_target_rows_updated"]
     if written != len(upserts) or metrics["num_target_rows_deleted"] != len(deletes):
         # A guard refused a row or a key matched twice: the table disagrees with what was decided. Fail loudly.

@@ -42,7 +42,7 @@ class LakehouseResource(dg.ConfigurableResource):
         if BACKFILL_TAG not in run_tags:
             return None
         settings = self.settings()
-        return backfill_rate_limit(settings.root, settings.backfill_rows_per_second)
+        return backfill_rate_limit(settings.root, settings.backfill_rows_per_second, settings.lock_dsn)
 
     def applied_caps(
         self, run_tags: Mapping[str, str], partitions: int, rate_limit: RowRateLimit | None = None

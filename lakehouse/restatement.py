@@ -78,7 +78,7 @@ def refresh_partitions(
     """Recompute `aggregate` (of the source's `source_columns`) for each date and replace only the partitions that changed.
 
     A restatement record carries the partition's rows and its `measure` total, before and after."""
-    with exclusive_writer(settings.root, table_name.replace("/", "_"), settings.lock_timeout_seconds):
+    with exclusive_writer(settings.root, table_name.replace("/", "_"), settings.lock_timeout_seconds, settings.lock_dsn):
         ensure_table(target_uri, target_schema, [partition], commit)  # under the lock: it may migrate the schema
         if not dates:
             return RefreshReport([], [], [], 0, table_version(target_uri), table_version(source_uri))

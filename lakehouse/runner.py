@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date
 from importlib.resources import files
 from pathlib import Path
-from string import Template
 
 import dagster as dg
 import polars as pl
@@ -23,7 +22,7 @@ from lakehouse.feed import FeedSpec
 from lakehouse.landing import current_batch_id, landed_arrival_dates
 from lakehouse.locking import exclusive_file_lock
 from lakehouse.ops import OpsTables
-from lakehouse.settings import Settings
+from lakehouse.settings import SettingError, Settings
 from lakehouse.triggers import gold_refresh_request
 
 
@@ -61,19 +60,19 @@ def dagster_home(settings: Settings) -> Path:
 
 
 def install_instance_config(home: Path, settings: Settings) -> None:
-    """Write the shipped dagster.yaml (run queue, pools) with the settings' caps, unless the user owns the file.
+    """Write the shipped dagster.yaml (run queue, pools; PostgreSQL storage when LAKEHOUSE_INSTANCE=postgres)
+    with the settings' caps, unless the user owns the file.
 
     A missing, empty or still lakehouse-managed file is (re)written, so LAKEHOUSE_BACKFILL_* take effect on
     the next start; a file without the marker line is the operator's and is left alone.
     """
+    from lakehouse.instance import render_instance_config
+
     target = home / "dagster.yaml"
     current = target.read_text() if target.exists() else ""
     if current.strip() and not current.startswith(MANAGED_MARKER):
         return
-    rendered = Template(files("lakehouse").joinpath("dagster.yaml").read_text()).substitute(
-        backfill_max_runs=settings.backfill_max_runs,
-        max_concurrent_runs=settings.backfill_max_runs + settings.regular_max_runs,
-    )
+    rendered = render_instance_config(settings, files("lakehouse").joinpath("dagster.yaml").read_text())
     if rendered != current:
         target.write_text(rendered)
 
@@ -83,7 +82,13 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
 
     Opening a new SQLite instance creates its schema; runs starting together would race on it
     (and can corrupt its migration table), so opening happens under a lock in the instance folder.
+    A PostgreSQL instance also gets its writer pools' limits here, before any step can use them.
     """
+    from lakehouse.instance import set_pool_limits, writer_pools
+    from lakehouse.storage import is_remote
+
+    if is_remote(settings.root) and not os.environ.get("DAGSTER_HOME"):
+        raise SettingError(f"an object-store root ({settings.root}) needs DAGSTER_HOME: a local folder for dagster.yaml")
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     with exclusive_file_lock(home / ".lakehouse-init.lock", "the Dagster instance's schema", settings.lock_timeout_seconds):
@@ -93,6 +98,8 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
         instance.get_runs(limit=1)
         instance.all_instigator_state()
         instance.get_asset_keys(limit=1)
+        if settings.uses_postgres_instance:
+            set_pool_limits(instance, writer_pools(build_definitions(settings)))
     return instance
 
 

@@ -57,6 +57,16 @@ def _is_folder_or_uri(root: str) -> bool:
 
 ROOT = Kind(str, _is_folder_or_uri, "a folder or an object-store URI, not an existing file")
 DAY = Kind(date.fromisoformat, lambda v: True, "a real date YYYY-MM-DD", date.isoformat)
+INSTANCES = ("auto", "sqlite", "postgres")
+INSTANCE = Kind(str, lambda v: v in INSTANCES, f"one of {', '.join(INSTANCES)}")
+# A libpq connection string (URI or key=value words); its password belongs in PGPASSWORD or ~/.pgpass, not here.
+DSN = _optional(
+    Kind(
+        str,
+        lambda v: v.startswith(("postgresql://", "postgres://")) or "=" in v,
+        "a PostgreSQL DSN (postgresql://... or host=... words)",
+    )
+)
 POLICY = _optional(Kind(str, lambda v: v in SCHEMA_COMPATIBILITIES, f"one of {', '.join(SCHEMA_COMPATIBILITIES)}"))
 
 
@@ -89,6 +99,12 @@ class Settings:
         regular_step_concurrency: the same for every other run launched by the daemon.
         retention_hours: the time-travel window: `lakehouse maintain` keeps every file a version
             younger than this needs, and any unreferenced file younger than this.
+        lock_dsn: the PostgreSQL whose advisory locks are an object-store root's writer locks (and whose table
+            holds its backfill budget); unset, the DAGSTER_PG_* variables of a PostgreSQL instance are used, and
+            without either an object-store root refuses to write. A local root keeps its kernel file locks.
+        instance: the Dagster instance `lakehouse run` and `ui` install: `sqlite` under DAGSTER_HOME, or
+            `postgres` (runs, events and pools in PostgreSQL, reached through DAGSTER_PG_* variables);
+            `auto` is postgres when DAGSTER_PG_HOST is set, else sqlite.
     """
 
     root: str = setting(DEFAULT_ROOT, "LAKEHOUSE_ROOT", ROOT)
@@ -105,6 +121,12 @@ class Settings:
     backfill_step_concurrency: int = setting(1, "LAKEHOUSE_BACKFILL_STEP_CONCURRENCY", _whole(1))
     regular_step_concurrency: int = setting(2, "LAKEHOUSE_REGULAR_STEP_CONCURRENCY", _whole(1))
     retention_hours: float = setting(168.0, "LAKEHOUSE_RETENTION_HOURS", _number(0))
+    lock_dsn: str | None = setting(None, "LAKEHOUSE_LOCK_DSN", DSN)
+    instance: str = setting("auto", "LAKEHOUSE_INSTANCE", INSTANCE)
+
+    @property
+    def uses_postgres_instance(self) -> bool:
+        return self.instance == "postgres" or (self.instance == "auto" and bool(os.environ.get("DAGSTER_PG_HOST")))
 
     @property
     def event_partitions_start(self) -> date:

@@ -11,6 +11,8 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Field, Schema, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.table import TableMerger
@@ -55,11 +58,55 @@ STORAGE_ENV = {
 }
 
 
+class UnsafeObjectStoreError(RuntimeError):
+    """The environment turns off the conditional PUT that makes concurrent Delta commits safe on an object store."""
+
+
+def _refuse_unsafe_commits() -> None:
+    """delta-rs and object_store read these variables themselves: with conditional PUT disabled a commit
+    cannot be made atomically (delta-rs 1.6 cannot write at all), and an unsafe rename lets two writers
+    overwrite each other's log entry, losing a commit silently."""
+    unsafe = [
+        f"{name}={os.environ[name]}"
+        for name in ("AWS_S3_ALLOW_UNSAFE_RENAME", "AWS_CONDITIONAL_PUT", "CONDITIONAL_PUT")
+        if os.environ.get(name, "").strip().lower() in ({"true", "1", "yes"} if "RENAME" in name else {"disabled"})
+    ]
+    if unsafe:
+        raise UnsafeObjectStoreError(
+            f"refusing to use the object store with {', '.join(unsafe)}: Delta commits need conditional PUT "
+            "(If-None-Match) so that concurrent writers cannot overwrite each other's commit; unset it. Nothing was written."
+        )
+
+
 def storage_options(uri: str | Path) -> dict[str, str] | None:
     """What a deltalake or Polars call needs to reach `uri`: None for a local path."""
     if not is_remote(uri):
         return None
+    _refuse_unsafe_commits()
     return {key: os.environ[name] for name, key in STORAGE_ENV.items() if os.environ.get(name)}
+
+
+def filesystem(uri: str | Path) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem reaching `uri` and the path on it (`bucket/prefix/...` for S3), for the files
+    that are not Delta tables (landing) and for listing tables; its connection comes from the same AWS_* variables."""
+    if not is_remote(uri):
+        return pafs.LocalFileSystem(), str(uri)
+    scheme, _, path = str(uri).partition("://")
+    if scheme not in ("s3", "s3a"):
+        raise ValueError(f"unsupported object store {scheme}:// in {uri}: only s3:// (S3-compatible) roots are supported")
+    options = storage_options(uri) or {}
+    endpoint = options.get("aws_endpoint_url", "")
+    http = endpoint.startswith("http://")
+    return (
+        pafs.S3FileSystem(
+            access_key=options.get("aws_access_key_id"),
+            secret_key=options.get("aws_secret_access_key"),
+            region=options.get("aws_region") or "us-east-1",
+            endpoint_override=endpoint.removeprefix("http://").removeprefix("https://") or None,
+            scheme="http" if http else "https",
+        ),
+        path.rstrip("/"),
+    )
 
 
 @dataclass(frozen=True)
@@ -89,7 +136,86 @@ class CommitInfo:
 
     def properties(self, operation: str) -> CommitProperties:
         info = CommitInfo(**{**self.__dict__, "operation": operation})
-        return CommitProperties(custom_metadata=info.custom_metadata())
+        fence = _FENCE.get()
+        if fence is None:
+            return CommitProperties(custom_metadata=info.custom_metadata())
+        # A fenced writer stamps its lock and token on the commit (how a later holder's commits are told
+        # apart), and lets delta-rs no silent rebase: a newer version than the verified one fails the commit.
+        stamp = {FENCE_LOCK_KEY: fence.lock, FENCE_TOKEN_KEY: str(fence.token)}
+        return CommitProperties(custom_metadata={**info.custom_metadata(), **stamp}, max_commit_retries=0)
+
+
+class StaleWriterError(RuntimeError):
+    """This writer's lock lapsed or a newer holder of it committed: its plan is stale, so it must not commit."""
+
+
+FENCE_LOCK_KEY = "writer_lock"
+FENCE_TOKEN_KEY = "writer_token"
+
+
+@dataclass
+class Fence:
+    """What a distributed writer lock hands the writes made under it: the lock's name, its fencing token (larger
+    for every later holder), a check that the lock is still held, and the version of each table the batch
+    first read (what it planned against)."""
+
+    lock: str
+    token: int
+    still_held: Callable[[], None]  # raises StaleWriterError when the lock lapsed
+    planned: dict[str, int] = field(default_factory=dict)
+
+    def note_read(self, uri: str, version: int) -> None:
+        self.planned.setdefault(uri, version)
+
+    def verify(self, uri: str) -> DeltaTable | None:
+        """The latest snapshot of `uri`, once this writer is known to still own it: its lock held, and no commit of
+        another holder of the lock since the version planned against (nor any of a newer holder, planned or not)."""
+        self.still_held()
+        if not table_exists(uri):
+            return None
+        table = open_table(uri)
+        planned = self.planned.get(uri)
+        depth = table.version() - planned if planned is not None else FENCE_HISTORY_DEPTH
+        for entry in table.history(max(depth, 1)) if depth > 0 or planned is None else []:
+            if entry.get(FENCE_LOCK_KEY) != self.lock:
+                continue  # another lock's writer (a shared ops table): its keyed rows are not this plan's
+            token = int(entry.get(FENCE_TOKEN_KEY) or 0)
+            newer = entry.get("version", -1) > (planned if planned is not None else -1) and token != self.token
+            if token > self.token or newer:
+                raise StaleWriterError(
+                    f"refusing to commit to {uri}: another holder of the {self.lock} lock (token {token}, this writer "
+                    f"{self.token}) committed version {entry.get('version')} after this batch planned against "
+                    f"{'version ' + str(planned) if planned is not None else 'an earlier version'}. Nothing more is "
+                    "written by this run; re-run it to plan from the current tables."
+                )
+        return table
+
+
+FENCE_HISTORY_DEPTH = 20  # commits searched for a newer holder's when the batch never read the table
+_FENCE: ContextVar[Fence | None] = ContextVar("lakehouse_fence", default=None)
+_VERIFIED: ContextVar[dict[str, DeltaTable] | None] = ContextVar("lakehouse_verified", default=None)
+
+
+@contextmanager
+def fenced(fence: Fence) -> Iterator[Fence]:
+    """Fence every write made in this context (this thread) with `fence`; a writer lock enters it."""
+    token = _FENCE.set(fence)
+    try:
+        yield fence
+    finally:
+        _FENCE.reset(token)
+
+
+def _note_read(uri: str, table: DeltaTable) -> None:
+    fence = _FENCE.get()
+    if fence is not None:
+        fence.note_read(uri, table.version())
+
+
+def _write_target(uri: str) -> str | DeltaTable:
+    """The snapshot a fenced write must commit on top of (verified, never rebased), else the URI (latest)."""
+    verified = _VERIFIED.get()
+    return verified.get(uri, uri) if verified else uri
 
 
 def table_exists(uri: str) -> bool:
@@ -102,6 +228,10 @@ def open_table(uri: str, version: int | None = None) -> DeltaTable:
 
 
 def scan_table(uri: str, version: int | None = None) -> pl.LazyFrame:
+    if version is None and _FENCE.get() is not None:  # a fenced batch remembers what it planned against
+        table = open_table(uri)
+        _note_read(uri, table)
+        version = table.version()
     return pl.scan_delta(uri, version=version, storage_options=storage_options(uri))
 
 
@@ -109,7 +239,9 @@ def scan_data_files(uri: str, file_column: str) -> pl.LazyFrame | None:
     """Every data file of the current version as one scan, each row naming its file in `file_column`
     (None when the table has no file). For lookups that need to know which file (so which partition)
     holds a value; `scan_table` is the reader otherwise."""
-    files = open_table(uri).file_uris()
+    table = open_table(uri)
+    _note_read(uri, table)
+    files = table.file_uris()
     if not files:
         return None
     return pl.scan_parquet(files, include_file_paths=file_column, hive_partitioning=False, storage_options=storage_options(uri))
@@ -138,15 +270,19 @@ def write_table(
         "storage_options": storage_options(uri),
         "commit_properties": commit.properties(operation),
     }
+    target = _write_target(uri)
+    if not isinstance(target, str):
+        del common["storage_options"]  # a snapshot carries its own
     if mode == "append":
-        write_deltalake(uri, data, mode="append", **common)
+        write_deltalake(target, data, mode="append", **common)
     else:
-        write_deltalake(uri, data, mode="overwrite", predicate=predicate, **common)
+        write_deltalake(target, data, mode="overwrite", predicate=predicate, **common)
 
 
 def merge_into(uri: str, source: pa.Table, predicate: str, commit: CommitInfo, operation: str) -> TableMerger:
     """A MERGE builder on the latest version, aliased `s` (source) and `t` (target), carrying `commit`'s lineage."""
-    return open_table(uri).merge(
+    target = _write_target(uri)
+    return (target if isinstance(target, DeltaTable) else open_table(uri)).merge(
         source, predicate=predicate, source_alias="s", target_alias="t", commit_properties=commit.properties(operation)
     )
 
@@ -233,6 +369,9 @@ def read_table(
 ) -> pl.DataFrame:
     """Read a table snapshot (filtered with partition pruning; the latest or a given version); a missing table reads as no rows."""
     if not table_exists(uri):
+        fence = _FENCE.get()
+        if fence is not None and version is None:
+            fence.note_read(uri, -1)  # planned against no table: any other holder's creation moved it
         return pl.DataFrame(schema=dict(empty_schema or {}))
     frame = scan_table(uri, version)
     if predicate is not None:
@@ -277,7 +416,7 @@ def replace_where(
             arrow, target_file_size = arrow_stream(data), None
         write_table(uri, arrow, commit, operation, mode="overwrite", predicate=predicate, target_file_size=target_file_size)
 
-    with_commit_retry(write)
+    with_commit_retry(write, uri=uri)
 
 
 WRITE_CHUNK_ROWS = 100_000
@@ -290,21 +429,29 @@ def arrow_stream(data: pl.DataFrame) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches)
 
 
-def with_commit_retry(write: Callable[[], T], attempts: int = 5) -> T:
+def with_commit_retry(write: Callable[[], T], attempts: int = 5, uri: str | None = None) -> T:
     """Retry a commit that lost a race: delta-rs raises on a real conflict whatever its own retry count says.
 
-    Every caller recomputes nothing between attempts because its input is already the
-    desired end state of the rows it names (replace or keyed merge), so a retry is safe while
-    one writer per feed holds the lock. A distributed writer (next issue) needs fencing here: a
-    writer whose lock lapsed (a paused worker) must not win a retry against the newer version
-    its successor committed, so each attempt should first check its lock's fencing token is
-    still current, and give up instead of retrying otherwise (DESIGN: never blindly retried).
+    Every caller recomputes nothing between attempts because its input is already the desired end
+    state of the rows it names (replace or keyed merge), so a retry is safe while one writer holds
+    the lock. Under a distributed lock (a `Fence` is active) and given the table's `uri`, each attempt
+    first verifies the lock is still held and that no other holder of it committed to the table since
+    this batch planned, then commits on exactly the verified snapshot (no silent rebase): a stale writer
+    (paused past its lock's lapse) is refused with StaleWriterError, never replayed on the newer version.
     """
+    fence = _FENCE.get()
     for attempt in range(attempts):
+        reset = None
+        if fence is not None and uri is not None:
+            snapshot = fence.verify(uri)
+            reset = _VERIFIED.set({uri: snapshot} if snapshot is not None else {})
         try:
             return write()
         except CommitFailedError:
             if attempt == attempts - 1:
                 raise
-            time.sleep(0.05 * 2**attempt)
+            time.sleep(0.05 * 2**attempt)  # the next attempt re-verifies: another holder's commit refuses it
+        finally:
+            if reset is not None:
+                _VERIFIED.reset(reset)
     raise AssertionError("unreachable")

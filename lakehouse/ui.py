@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lakehouse.runner import dagster_home, instance_for
 from lakehouse.settings import Settings
+from lakehouse.storage import is_remote
 
 
 def ui_command(settings: Settings, host: str, port: int) -> list[str]:
@@ -19,7 +20,8 @@ def ui_command(settings: Settings, host: str, port: int) -> list[str]:
 
 
 def ui_env(settings: Settings) -> dict[str, str]:
-    root = str(Path(settings.root).absolute())  # the webserver, daemon and code server must agree whatever their cwd
+    # The webserver, daemon and code server must agree whatever their cwd; an object-store URI is absolute already.
+    root = settings.root if is_remote(settings.root) else str(Path(settings.root).absolute())
     return {**os.environ, "LAKEHOUSE_ROOT": root, "DAGSTER_HOME": str(dagster_home(settings))}
 
 

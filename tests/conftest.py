@@ -15,6 +15,7 @@ TIER_MARKERS = {
     "dagster": "dagster",
     "e2e": "e2e",
     "benchmarks": "bench",
+    "scaleout": "scaleout",
 }
 TESTS = Path(__file__).parent
 

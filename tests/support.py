@@ -33,6 +33,8 @@ NON_DEFAULT_TEXTS = {
     "backfill_step_concurrency": "2",
     "regular_step_concurrency": "3",
     "retention_hours": "24.0",
+    "lock_dsn": "postgresql://lakehouse@db.example/locks",  # used by object-store roots only: never reached here
+    "instance": "sqlite",  # forced: never PostgreSQL, whatever DAGSTER_PG_* say
 }
 
 

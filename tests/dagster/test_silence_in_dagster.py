@@ -5,7 +5,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from assets.billing_feed import BILLING_EVENTS
 from lakehouse.definitions import build_definitions
@@ -14,7 +13,6 @@ from lakehouse.volume import VOLUME_CHECK, VolumeRule
 from tests.dagster.test_definitions import check_evaluations
 from tests.support import event, land, settings_for
 
-pytestmark = pytest.mark.dagster
 START = date(2025, 1, 1)
 
 
