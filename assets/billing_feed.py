@@ -12,9 +12,9 @@ from checks.billing_contract import (
     billing_event_contract,
     silver_row_contract,
 )
-from lakehouse.drift import Compatibility
+from lakehouse.batches.volume import VolumeRule
 from lakehouse.feed import FeedSpec, GoldSpec
-from lakehouse.volume import VolumeRule
+from lakehouse.staging.drift import Compatibility
 
 DAILY_ACCOUNT_REVENUE_SCHEMA: dict[str, pl.DataType] = {
     "event_date": pl.Date(),

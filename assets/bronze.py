@@ -5,11 +5,11 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse.bronze import BronzeReport, land_bronze
+from lakehouse.app.resources import CODE_VERSION, LakehouseResource
+from lakehouse.batches.bronze import BronzeReport, land_bronze
+from lakehouse.batches.runlog import batch_log
 from lakehouse.feed import FeedSpec
-from lakehouse.landing import feed_level_ignored
-from lakehouse.resources import CODE_VERSION, LakehouseResource
-from lakehouse.runlog import batch_log
+from lakehouse.staging.landing import feed_level_ignored
 
 
 def _metadata(report: BronzeReport, strays: list[dict[str, object]]) -> dict[str, Any]:

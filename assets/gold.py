@@ -6,10 +6,10 @@ from datetime import date
 import dagster as dg
 
 from checks.gold_checks import DESCRIPTION, gold_matches_silver_aggregate
+from lakehouse.app.resources import BATCH_TAG, CODE_VERSION, TOUCHED_DATES_TAG, LakehouseResource
+from lakehouse.batches.restatement import refresh_gold
+from lakehouse.batches.runlog import batch_log
 from lakehouse.feed import FeedSpec
-from lakehouse.resources import BATCH_TAG, CODE_VERSION, TOUCHED_DATES_TAG, LakehouseResource
-from lakehouse.restatement import refresh_gold
-from lakehouse.runlog import batch_log
 
 
 def build_gold(feed: FeedSpec, partitions: dg.PartitionsDefinition, mapping: dg.PartitionMapping) -> dg.AssetsDefinition:

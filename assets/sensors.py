@@ -6,11 +6,11 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from lakehouse.app.resources import BATCH_TAG, PRIORITY_TAG, REGULAR_PRIORITY, LakehouseResource
+from lakehouse.app.triggers import gold_refresh_request
+from lakehouse.batches.ops import OpsTables
 from lakehouse.feed import FeedSpec
-from lakehouse.landing import current_batch_id, fingerprint, ignored_summary, scan_landing
-from lakehouse.ops import OpsTables
-from lakehouse.resources import BATCH_TAG, PRIORITY_TAG, REGULAR_PRIORITY, LakehouseResource
-from lakehouse.triggers import gold_refresh_request
+from lakehouse.staging.landing import current_batch_id, fingerprint, ignored_summary, scan_landing
 
 
 def build_sensors(feed: FeedSpec) -> list[dg.SensorDefinition]:

@@ -6,13 +6,13 @@ from typing import Any
 import dagster as dg
 
 from checks.silver_checks import silver_has_one_row_per_key, silver_rows_match_contract, table_checks
-from lakehouse.batch import SilverReport, publish_silver
+from lakehouse.app.resources import CODE_VERSION, LakehouseResource
+from lakehouse.batches.batch import SilverReport, publish_silver
+from lakehouse.batches.gates import GATE_NAMES, Gate
+from lakehouse.batches.runlog import BatchLog, batch_log
+from lakehouse.batches.volume import VOLUME_CHECK
+from lakehouse.delta.storage import table_uri
 from lakehouse.feed import FeedSpec
-from lakehouse.gates import GATE_NAMES, Gate
-from lakehouse.resources import CODE_VERSION, LakehouseResource
-from lakehouse.runlog import BatchLog, batch_log
-from lakehouse.storage import table_uri
-from lakehouse.volume import VOLUME_CHECK
 
 
 class SilverConfig(dg.Config):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from lakehouse.delta.storage import CommitInfo, write_table
 from lakehouse.feed import KEY_FINGERPRINT
-from lakehouse.fingerprint import key_fingerprints
-from lakehouse.storage import CommitInfo, write_table
+from lakehouse.staging.fingerprint import key_fingerprints
 
 EVENT_TYPES = ("charge", "refund", "credit", "adjustment")
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CAD", "AUD")

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from benchmarks import data
-from lakehouse.storage import merge_into, open_table, scan_table, write_table
+from lakehouse.delta.storage import merge_into, open_table, scan_table, write_table
 
 Result = tuple[float, int, dict[str, Any]]
 MEASURES: dict[str, Callable[[Path, Path, dict[str, Any]], Result]] = {}
@@ -127,7 +127,7 @@ def dagster_trivial(work: Path, scratch: Path, params: dict[str, Any]) -> Result
     """Dagster's own cost of one in-process run of a do-nothing asset, on the same kind of SQLite instance."""
     import dagster as dg
 
-    from lakehouse.runner import instance_for
+    from lakehouse.app.runner import instance_for
 
     @dg.asset
     def trivial() -> int:
@@ -146,7 +146,7 @@ def dagster_trivial(work: Path, scratch: Path, params: dict[str, Any]) -> Result
 
 
 def _run_dates(root: Path, dates: list[date]) -> float:
-    from lakehouse.runner import instance_for, run_arrival_dates
+    from lakehouse.app.runner import instance_for, run_arrival_dates
 
     settings = _settings(root)
     instance = instance_for(settings)
@@ -174,9 +174,9 @@ def end_to_end(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
 def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     """Silver's apply step for validated deliveries: ledger lookup, resolution, current rows, MERGE."""
     from assets.billing_feed import BILLING_EVENTS
-    from lakehouse.batch import apply_to_silver, ledger_rows
-    from lakehouse.resolution import resolve
-    from lakehouse.storage import CommitInfo
+    from lakehouse.batches.batch import apply_to_silver, ledger_rows
+    from lakehouse.batches.resolution import resolve
+    from lakehouse.delta.storage import CommitInfo
 
     link_copy(work / f"history-{params['history']}" / "tables", scratch / "tables")
     silver, ledger_uri = (
@@ -201,8 +201,8 @@ def _engine_dates(root: Path, dates: list[date]) -> None:
     from assets.billing_feed import BILLING_EVENTS
     from checks.gold_checks import gold_matches_silver_aggregate
     from checks.silver_checks import silver_has_one_row_per_key, silver_rows_match_contract
-    from lakehouse.pipeline import run_date
-    from lakehouse.storage import table_uri
+    from lakehouse.batches.pipeline import run_date
+    from lakehouse.delta.storage import table_uri
 
     settings = _settings(root)
     silver_uri = table_uri(root, "silver", BILLING_EVENTS.dataset)
@@ -223,11 +223,11 @@ def _backfill_runs(root: Path, dates: list[date]) -> tuple[float, int]:
     import json
 
     from assets.billing_feed import BILLING_EVENTS
+    from lakehouse.app.resources import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
+    from lakehouse.app.runner import instance_for
+    from lakehouse.app.triggers import gold_refresh_request
+    from lakehouse.batches.ops import OpsTables
     from lakehouse.definitions import build_definitions
-    from lakehouse.ops import OpsTables
-    from lakehouse.resources import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
-    from lakehouse.runner import instance_for
-    from lakehouse.triggers import gold_refresh_request
 
     settings = _settings(root)
     instance = instance_for(settings)
@@ -277,7 +277,7 @@ def backfill_engine(work: Path, scratch: Path, params: dict[str, Any]) -> Result
 def status(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     """`lakehouse status` (what it computes, without the process start-up) after N batches."""
     from assets.billing_feed import BILLING_EVENTS
-    from lakehouse.status import collect_status, render_status
+    from lakehouse.app.status import collect_status, render_status
 
     root = work / f"batches-{params['batches']}"
     start = time.perf_counter()

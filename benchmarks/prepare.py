@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks import data
 from benchmarks.sizes import Size
-from lakehouse.storage import open_table
+from lakehouse.delta.storage import open_table
 
 
 def landing(work: Path, name: str, batches: dict[date, int], seed: int) -> None:
@@ -38,7 +38,7 @@ def maintain(root: Path) -> None:
     """Table upkeep between batches: compact small files, checkpoint, drop expired logs, vacuum.
 
     The same deltalake operations `lakehouse maintain` (another change) runs. Retention is each
-    table's own (lakehouse.storage.TABLE_PROPERTIES), so time travel and rollback within it keep
+    table's own (lakehouse.delta.storage.TABLE_PROPERTIES), so time travel and rollback within it keep
     working: vacuum and log cleanup only remove what fell out of it.
     """
     for log in sorted((root / "tables").glob("*/*/_delta_log")):

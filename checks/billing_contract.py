@@ -1,12 +1,12 @@
-"""Billing event contract, version 1, as Pandera rules over staged records (see lakehouse.parse)."""
+"""Billing event contract, version 1, as Pandera rules over staged records (see lakehouse.staging.parse)."""
 
 from __future__ import annotations
 
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse.contracts import rule
-from lakehouse.parse import FieldKind, State
+from lakehouse.staging.contracts import rule
+from lakehouse.staging.parse import FieldKind, State
 
 CONTRACT_VERSION = 1
 EVENT_TYPES = ("charge", "refund", "credit", "adjustment")

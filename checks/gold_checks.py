@@ -5,8 +5,8 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from lakehouse.delta.storage import read_table, table_uri
 from lakehouse.feed import FeedSpec
-from lakehouse.storage import read_table, table_uri
 
 DESCRIPTION = "Every gold partition of this run equals the aggregate of silver's rows for that partition."
 

@@ -6,8 +6,8 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
+from lakehouse.delta.storage import read_table
 from lakehouse.feed import FeedSpec
-from lakehouse.storage import read_table
 
 
 def one_row_per_key_check(feed: FeedSpec) -> str:

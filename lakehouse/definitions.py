@@ -10,8 +10,8 @@ from dagster._core.executor.base import Executor
 from dagster._core.executor.in_process import InProcessExecutor  # likewise; built as the in_process_executor builds it
 from dagster._core.executor.multiprocess import MultiprocessExecutor  # likewise
 
+from lakehouse.app.resources import BACKFILL_TAG, LakehouseResource
 from lakehouse.feed import FeedSpec
-from lakehouse.resources import BACKFILL_TAG, LakehouseResource
 from lakehouse.settings import Settings
 
 

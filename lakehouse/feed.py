@@ -10,9 +10,9 @@ import dagster as dg
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse.drift import Compatibility
-from lakehouse.parse import FieldKind
-from lakehouse.volume import VolumeRule
+from lakehouse.batches.volume import VolumeRule
+from lakehouse.staging.drift import Compatibility
+from lakehouse.staging.parse import FieldKind
 
 LINEAGE_SCHEMA: dict[str, pl.DataType] = {
     "_batch_id": pl.String(),
@@ -60,14 +60,14 @@ class FeedSpec:
         required: the fields a record must carry (the rest of `fields` are optional).
         contract_version: the contract's version, recorded with every batch.
         compatibility: the schema drift policy enforced on every batch (a setting may override it).
-        drift_share: the share of a batch's parsed objects at which a change is systematic (see lakehouse.drift).
+        drift_share: the share of a batch's parsed objects at which a change is systematic (see lakehouse.staging.drift).
         gold: the feed's aggregate.
         row_contract: what every published silver row satisfies (the blocking table check after each commit).
         future_skew_days: event time at or after arrival date + this many days is from the future (event
             partitions reach that far ahead of the last arrival date).
         cadence_days: the upstream delivers an arrival date every this many days; an expected date with no
-            delivery while a later one has one is a `missing_delivery` incident (lakehouse.arrivals).
-        volume: how a batch's record count is judged against the recent ones (lakehouse.volume).
+            delivery while a later one has one is a `missing_delivery` incident (lakehouse.batches.arrivals).
+        volume: how a batch's record count is judged against the recent ones (lakehouse.batches.volume).
         freshness_hours: silver and gold are overdue in the Dagster UI when not materialized for this long
             (default: the cadence plus half a day, so one late delivery shows before a second is due).
     """
@@ -152,7 +152,7 @@ class FeedSpec:
 
     @property
     def ledger_schema(self) -> dict[str, pl.DataType]:
-        """Silver's columns plus the key's fingerprint, which the ledger lookup scans (lakehouse.fingerprint)."""
+        """Silver's columns plus the key's fingerprint, which the ledger lookup scans (lakehouse.staging.fingerprint)."""
         return {**self.silver_schema, KEY_FINGERPRINT: pl.Int64()}
 
     @property

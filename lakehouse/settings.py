@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from lakehouse.drift import Compatibility
+from lakehouse.staging.drift import Compatibility
 
 T = TypeVar("T")
 DEFAULT_ROOT = ".lakehouse"
@@ -80,8 +80,8 @@ class Settings:
     """Pipeline settings. Data-affecting ones (lateness) must stay stable for replays to be exact.
 
     Attributes:
-        root: storage root; a local path (object-store URIs are accepted by Delta but the
-            advisory lock is local-only, see README).
+        root: storage root: a local path, or an object-store URI `s3://bucket/prefix` (whose writer
+            locks need lock_dsn; see docs/operations.md, "Running off one machine").
         allowed_lateness_days: a record whose arrival_date - event_date exceeds this is `too_late`.
         max_rejected_fraction: the publish gate; a batch whose quarantined/records is strictly
             above it is not published.

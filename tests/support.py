@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.batch import SilverReport
+from lakehouse.batches.batch import SilverReport
+from lakehouse.batches.pipeline import run_date
+from lakehouse.delta.storage import read_table, table_uri
 from lakehouse.feed import BRONZE_SCHEMA
-from lakehouse.pipeline import run_date
 from lakehouse.settings import Settings
-from lakehouse.storage import read_table, table_uri
 
 WALL_CLOCK_AND_RUN = ("_run_id", "_ingested_at", "_quarantined_at", "_recorded_at")
 

@@ -15,10 +15,10 @@ import dagster as dg
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
+from lakehouse.app.resources import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
+from lakehouse.app.runner import run_arrival_dates
 from lakehouse.definitions import build_definitions
-from lakehouse.resources import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
-from lakehouse.runner import run_arrival_dates
-from lakehouse.storage import read_table, table_uri
+from lakehouse.delta.storage import read_table, table_uri
 from tests.support import assert_same_content, event, land, settings_for, snapshot
 
 D1, D2 = "2025-01-10", "2025-01-11"

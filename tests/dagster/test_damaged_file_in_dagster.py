@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from lakehouse.runner import run_arrival_dates
-from lakehouse.storage import read_table, table_uri
+from lakehouse.app.runner import run_arrival_dates
+from lakehouse.delta.storage import read_table, table_uri
 from tests.engine.test_hostile_input import D1, line
 from tests.support import event, gold, land, settings_for, silver
 

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from assets.billing_feed import BILLING_EVENTS
+from lakehouse.app.runner import run_arrival_dates
 from lakehouse.definitions import build_definitions
-from lakehouse.runner import run_arrival_dates
-from lakehouse.storage import read_table, table_uri
+from lakehouse.delta.storage import read_table, table_uri
 from tests.support import event, gold, land, settings_for, silver
 
 D1, D2 = "2025-01-10", "2025-01-11"
@@ -124,8 +124,8 @@ def test_landing_sensor_requests_each_set_of_files_once_keyed_by_batch_id(tmp_pa
 
 
 def test_gold_refresh_sensor_restates_the_event_dates_a_published_batch_touched(tmp_path: Path) -> None:
-    from lakehouse.batch import publish_silver
-    from lakehouse.bronze import land_bronze
+    from lakehouse.batches.batch import publish_silver
+    from lakehouse.batches.bronze import land_bronze
 
     settings = settings_for(tmp_path)
     defs, instance = build_definitions(settings), dg.DagsterInstance.ephemeral()
@@ -150,8 +150,8 @@ def test_gold_check_judges_the_snapshot_its_refresh_read_even_if_silver_moves_on
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import assets.gold
-    from lakehouse.batch import publish_silver
-    from lakehouse.bronze import land_bronze
+    from lakehouse.batches.batch import publish_silver
+    from lakehouse.batches.bronze import land_bronze
 
     settings = settings_for(tmp_path)
     instance = dg.DagsterInstance.ephemeral()

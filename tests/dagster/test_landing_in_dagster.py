@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.billing_feed import BILLING_EVENTS
+from lakehouse.app.runner import run_arrival_dates
 from lakehouse.definitions import build_definitions
-from lakehouse.runner import run_arrival_dates
 from tests.dagster.test_definitions import sensor_result
 from tests.support import event, land, settings_for
 

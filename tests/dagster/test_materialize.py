@@ -8,8 +8,8 @@ from deltalake import DeltaTable
 
 from assets.billing_feed import BILLING_EVENTS
 from assets.definitions import feed_definitions
-from lakehouse.resources import LakehouseResource
-from lakehouse.storage import table_uri
+from lakehouse.app.resources import LakehouseResource
+from lakehouse.delta.storage import table_uri
 from tests.support import event, land, settings_for
 
 D1 = "2025-01-10"
@@ -22,7 +22,7 @@ def versions(root: Path) -> dict[str, int]:
 
 def quarantined_hash(root: Path) -> str:
     """The conflict loser's content hash, recomputed from its quarantined raw line by the engine's own staging."""
-    from lakehouse.records import stage_records
+    from lakehouse.staging.records import stage_records
 
     loser = pl.from_arrow(DeltaTable(table_uri(root, "silver", "billing_events_quarantine")).to_pyarrow_table())
     assert isinstance(loser, pl.DataFrame)

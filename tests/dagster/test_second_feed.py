@@ -8,10 +8,10 @@ import dagster as dg
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
+from lakehouse.app.runner import pending_arrival_dates, run_arrival_dates
+from lakehouse.app.status import collect_status
 from lakehouse.definitions import build_definitions
-from lakehouse.runner import pending_arrival_dates, run_arrival_dates
-from lakehouse.status import collect_status
-from lakehouse.storage import read_table, table_uri
+from lakehouse.delta.storage import read_table, table_uri
 from tests.dagster.test_definitions import check_evaluations
 from tests.feeds.parcel_scans import PARCEL_SCANS
 from tests.support import event, land, settings_for

@@ -11,8 +11,8 @@ import pytest
 import assets.bronze
 import assets.gold
 import assets.silver
+from lakehouse.app.runner import run_arrival_dates
 from lakehouse.definitions import build_definitions, defs
-from lakehouse.runner import run_arrival_dates
 from lakehouse.settings import SettingError, Settings
 from tests.support import NON_DEFAULT_TEXTS, event, land, silver
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 
 from assets.billing_feed import BILLING_EVENTS
+from lakehouse.app.runner import run_arrival_dates
+from lakehouse.batches.volume import VOLUME_CHECK, VolumeRule
 from lakehouse.definitions import build_definitions
-from lakehouse.runner import run_arrival_dates
-from lakehouse.volume import VOLUME_CHECK, VolumeRule
 from tests.dagster.test_definitions import check_evaluations
 from tests.support import event, land, settings_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.backfill import BackfillClient, ingest_assets
+from lakehouse.app.backfill import BackfillClient, ingest_assets
 from tests.e2e.dagster_ui import (
     BACKFILL_TAG,
     BRONZE,

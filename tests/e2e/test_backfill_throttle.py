@@ -6,9 +6,9 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from lakehouse.resources import BACKFILL_TAG, LakehouseResource
+from lakehouse.app.resources import BACKFILL_TAG, LakehouseResource
+from lakehouse.batches.throttle import RowRateLimit, backfill_rate_limit
 from lakehouse.settings import Settings
-from lakehouse.throttle import RowRateLimit, backfill_rate_limit
 
 RATE, WRITES, ROWS = 200.0, 4, 25  # two processes x 4 writes x 25 rows = 200 rows: at least 1 s at 200 rows/s
 

@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from lakehouse.app.runner import instance_for
 from lakehouse.faults import CRASH_ENV, CRASH_POINTS
-from lakehouse.runner import instance_for
 from lakehouse.settings import Settings
 from tests.e2e.conftest import FIRST_ARRIVAL
 from tests.e2e.harness import GATED_PATH_POINTS, fresh_root, lakehouse, ok, start_lakehouse

@@ -23,8 +23,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from lakehouse.delta.maintenance import survey
 from lakehouse.faults import CRASH_ENV, CRASH_POINTS
-from lakehouse.maintenance import survey
 from tests.e2e.conftest import FIRST_ARRIVAL
 from tests.e2e.harness import GATED_PATH_POINTS, fresh_root, lakehouse, ok
 from tests.support import assert_same_content, event, land, silver, snapshot

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
 
-from lakehouse.storage import read_table, table_uri
+from lakehouse.delta.storage import read_table, table_uri
 from tests.support import event, gold, land, quarantine, run_batch, silver
 
 D1, D2, D3 = "2025-01-10", "2025-01-11", "2025-01-12"

@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from lakehouse import landing
-from lakehouse.storage import read_table, table_uri
+from lakehouse.delta.storage import read_table, table_uri
+from lakehouse.staging import landing
 from tests.support import event, gold, land, quarantine, run_batch, silver
 
 D1 = "2025-01-10"

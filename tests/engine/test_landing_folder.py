@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse import landing as landing_module
-from lakehouse.landing import LandingError, read_batch, scan_landing
-from lakehouse.status import collect_status, render_status
-from lakehouse.storage import read_table, table_uri
+from lakehouse.app.status import collect_status, render_status
+from lakehouse.delta.storage import read_table, table_uri
+from lakehouse.staging import landing as landing_module
+from lakehouse.staging.landing import LandingError, read_batch, scan_landing
 from tests.support import bronze_rows, event, gold, land, quarantine, run_batch, silver
 
 D1, D2 = "2025-01-10", "2025-01-11"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse.locking import WriterBusyError, exclusive_writer
-from lakehouse.maintenance import maintain, survey
+from lakehouse.delta.locking import WriterBusyError, exclusive_writer
+from lakehouse.delta.maintenance import maintain, survey
 from tests.support import event, land, run_batch, snapshot
 
 SILVER = Path("tables", "silver", "billing_events")

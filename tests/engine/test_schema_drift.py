@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.status import collect_status, render_status
-from lakehouse.storage import read_table, table_uri
+from lakehouse.app.status import collect_status, render_status
+from lakehouse.delta.storage import read_table, table_uri
 from tests.support import event, gold, land, run_batch, silver
 
 D1, D2, D3 = "2025-01-10", "2025-01-11", "2025-01-12"

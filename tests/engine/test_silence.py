@@ -7,12 +7,12 @@ from pathlib import Path
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.batch import SilverReport, publish_silver
-from lakehouse.bronze import land_bronze
-from lakehouse.ops import INCIDENTS_SCHEMA
-from lakehouse.status import collect_status, render_status
-from lakehouse.storage import read_table, table_uri
-from lakehouse.volume import VOLUME_CHECK, VolumeRule
+from lakehouse.app.status import collect_status, render_status
+from lakehouse.batches.batch import SilverReport, publish_silver
+from lakehouse.batches.bronze import land_bronze
+from lakehouse.batches.ops import INCIDENTS_SCHEMA
+from lakehouse.batches.volume import VOLUME_CHECK, VolumeRule
+from lakehouse.delta.storage import read_table, table_uri
 from tests.support import event, land, run_batch, settings_for, silver
 
 START = date(2025, 1, 1)
@@ -93,7 +93,7 @@ def test_nothing_before_the_first_delivery_or_the_partitions_start_is_missing(tm
 
 
 def test_a_weekly_feed_misses_a_week_only_when_no_delivery_falls_in_it(tmp_path: Path) -> None:
-    from lakehouse.arrivals import missing_arrival_dates
+    from lakehouse.batches.arrivals import missing_arrival_dates
 
     weekly = [date(2025, 1, 6), date(2025, 1, 14), date(2025, 1, 27)]  # the second one a day late
     assert missing_arrival_dates(weekly, 7, START) == [date(2025, 1, 20)]

@@ -12,9 +12,9 @@ from deltalake import DeltaTable
 
 from assets.billing_feed import BILLING_EVENTS, daily_account_revenue
 from assets.sample_data import generate_landing
-from lakehouse.locking import DistributedLockRequiredError, exclusive_writer
-from lakehouse.restatement import refresh_partitions
-from lakehouse.storage import CommitInfo, SchemaMigrationError, read_table, storage_options, table_uri
+from lakehouse.batches.restatement import refresh_partitions
+from lakehouse.delta.locking import DistributedLockRequiredError, exclusive_writer
+from lakehouse.delta.storage import CommitInfo, SchemaMigrationError, read_table, storage_options, table_uri
 from tests.support import event, land, run_batch, settings_for
 
 GOLD_SCHEMA, GOLD_TABLE = dict(BILLING_EVENTS.gold.schema), BILLING_EVENTS.gold.table

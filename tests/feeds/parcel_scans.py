@@ -6,9 +6,9 @@ It exists to prove that a new feed is one spec and no engine edit (tests/dagster
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse.contracts import rule
 from lakehouse.feed import FeedSpec, GoldSpec
-from lakehouse.parse import FieldKind, State
+from lakehouse.staging.contracts import rule
+from lakehouse.staging.parse import FieldKind, State
 
 STATUSES = ("received", "sorted", "loaded", "delivered")
 FIELDS = {

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.contracts import judge
-from lakehouse.records import stage_records
-from lakehouse.storage import read_table, table_uri
+from lakehouse.delta.storage import read_table, table_uri
+from lakehouse.staging.contracts import judge
+from lakehouse.staging.records import stage_records
 from tests.support import event, land, run_batch
 
 PARSER_EXAMPLES = int(os.environ.get("LAKEHOUSE_FUZZ_EXAMPLES", "400"))

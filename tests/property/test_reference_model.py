@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lakehouse.batch import SilverReport
+from lakehouse.batches.batch import SilverReport
 from tests.support import assert_same_content, gold, land, quarantine, run_batch, silver, snapshot
 
 EXAMPLES = int(os.environ.get("LAKEHOUSE_PROPERTY_EXAMPLES", "25"))

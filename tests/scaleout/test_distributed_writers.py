@@ -15,10 +15,10 @@ import polars as pl
 import psycopg2
 import pytest
 
-from lakehouse import storage
-from lakehouse.locking import exclusive_writer
-from lakehouse.merge import apply_changes
-from lakehouse.storage import CommitInfo, StaleWriterError, ensure_table, read_table, table_uri
+from lakehouse.delta import storage
+from lakehouse.delta.locking import exclusive_writer
+from lakehouse.delta.merge import apply_changes
+from lakehouse.delta.storage import CommitInfo, StaleWriterError, ensure_table, read_table, table_uri
 from tests.e2e.harness import LAKEHOUSE, lakehouse_env
 from tests.scaleout.conftest import upload
 from tests.scaleout.test_object_store_pipeline import content, local_reference
@@ -82,7 +82,7 @@ def test_a_stale_writer_resumed_after_another_published_is_refused_and_loses_no_
 
 def test_a_killed_lock_holder_frees_the_lock_and_a_rerun_is_exact(tmp_path: Path, s3_root: str, pg_instance: str) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from lakehouse.locking import exclusive_writer\nimport time\nwith exclusive_writer({s3_root!r}, 'billing_events', 5):\n    print('held', flush=True)\n    time.sleep(600)"],
+        [sys.executable, "-c", f"from lakehouse.delta.locking import exclusive_writer\nimport time\nwith exclusive_writer({s3_root!r}, 'billing_events', 5):\n    print('held', flush=True)\n    time.sleep(600)"],
         stdout=subprocess.PIPE, text=True, env=os.environ.copy(),
     )  # fmt: skip
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -143,7 +143,7 @@ def test_two_runs_of_different_dates_at_once_on_one_object_store_using_the_pool_
 
 
 def test_the_backfill_budget_of_an_object_store_root_is_shared_through_postgres(s3_root: str, pg_database: str) -> None:
-    from lakehouse.throttle import SharedRowRateLimit, backfill_rate_limit
+    from lakehouse.batches.throttle import SharedRowRateLimit, backfill_rate_limit
 
     first, second = backfill_rate_limit(s3_root, 100.0, pg_database), backfill_rate_limit(s3_root, 100.0, pg_database)
     assert isinstance(first, SharedRowRateLimit) and isinstance(second, SharedRowRateLimit)

@@ -12,12 +12,12 @@ import pytest
 
 from assets.billing_feed import BILLING_EVENTS
 from assets.sample_data import generate_landing
-from lakehouse.landing import read_batch, scan_landing
-from lakehouse.maintenance import maintain
-from lakehouse.runner import instance_for, run_arrival_dates
+from lakehouse.app.runner import instance_for, run_arrival_dates
+from lakehouse.app.status import collect_status
+from lakehouse.delta.maintenance import maintain
+from lakehouse.delta.storage import CommitInfo, UnsafeObjectStoreError, read_table, table_uri, write_table
 from lakehouse.settings import Settings
-from lakehouse.status import collect_status
-from lakehouse.storage import CommitInfo, UnsafeObjectStoreError, read_table, table_uri, write_table
+from lakehouse.staging.landing import read_batch, scan_landing
 from tests.scaleout.conftest import s3_client, upload
 from tests.support import WALL_CLOCK_AND_RUN, assert_same_content, event, land
 

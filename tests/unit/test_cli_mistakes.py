@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.cli import main
+from lakehouse.app.cli import main
 
 # Every command, with what it needs to get past argument parsing to its settings.
 COMMANDS = {

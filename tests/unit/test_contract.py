@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from checks.billing_contract import CONTENT_FIELDS, FIELDS, REASONS, billing_event_contract
-from lakehouse.contracts import judge
-from lakehouse.records import stage_records
+from lakehouse.staging.contracts import judge
+from lakehouse.staging.records import stage_records
 from tests.support import event
 
 ARRIVAL = date(2025, 1, 10)

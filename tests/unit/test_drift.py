@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.drift import Compatibility, SchemaDrift, detect_drift
-from lakehouse.records import stage_records
 from lakehouse.settings import Settings
+from lakehouse.staging.drift import Compatibility, SchemaDrift, detect_drift
+from lakehouse.staging.records import stage_records
 from tests.support import event
 
 

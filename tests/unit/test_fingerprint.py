@@ -2,7 +2,7 @@
 
 import polars as pl
 
-from lakehouse.fingerprint import key_fingerprints
+from lakehouse.staging.fingerprint import key_fingerprints
 
 
 def test_fingerprints_are_pinned_values_because_ledgers_on_disk_hold_them() -> None:

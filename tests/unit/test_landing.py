@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lakehouse.landing import current_batch_id, gunzip_readable_prefix, read_batch, record_lines
+from lakehouse.staging.landing import current_batch_id, gunzip_readable_prefix, read_batch, record_lines
 
 DAY = date(2025, 1, 10)
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lakehouse.parse import State, parse_json_object, parse_timestamp
+from lakehouse.staging.parse import State, parse_json_object, parse_timestamp
 
 
 def epoch_us(text: str) -> int:

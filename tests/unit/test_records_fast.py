@@ -15,10 +15,10 @@ from polars.testing import assert_frame_equal
 
 from assets.billing_feed import BILLING_EVENTS
 from assets.sample_data import generate_landing
-from lakehouse import records, records_fast
-from lakehouse.landing import read_batch
-from lakehouse.records import stage_records
-from lakehouse.records_fast import stage_fast, stage_vouched
+from lakehouse.staging import records, records_fast
+from lakehouse.staging.landing import read_batch
+from lakehouse.staging.records import stage_records
+from lakehouse.staging.records_fast import stage_fast, stage_vouched
 
 PLAIN = (
     b'{"event_id":"e1","source_version":1,"account_id":"a","event_type":"charge","event_ts":"2025-01-10T00:00:00Z",'

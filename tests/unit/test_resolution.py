@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from assets.billing_feed import BILLING_EVENTS
-from lakehouse.resolution import LINEAGE, resolve
+from lakehouse.batches.resolution import LINEAGE, resolve
 
 KEY, VERSION = BILLING_EVENTS.key, BILLING_EVENTS.version
 BATCH_DAY, EARLIER, LATER = date(2024, 3, 10), date(2024, 3, 9), date(2024, 3, 11)

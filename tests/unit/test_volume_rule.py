@@ -1,4 +1,4 @@
-"""The volume rule alone (lakehouse.volume): no alarm on steady feeds, an alarm on thin and surging days.
+"""The volume rule alone (lakehouse.batches.volume): no alarm on steady feeds, an alarm on thin and surging days.
 
 `python -m tests.unit.test_volume_rule` prints the false-alarm rate over long generated steady histories.
 """
@@ -9,8 +9,8 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 
-from lakehouse.ops import BATCHES_SCHEMA
-from lakehouse.volume import VolumeRule, judge_volume
+from lakehouse.batches.ops import BATCHES_SCHEMA
+from lakehouse.batches.volume import VolumeRule, judge_volume
 
 RULE = VolumeRule()  # billing's: window 14, min history 7, factor 3, floor 10
 START = date(2025, 1, 1)

@@ -21,8 +21,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
-from lakehouse.locking import exclusive_writer
-from lakehouse.storage import filesystem, is_remote, join_uri, open_table
+from lakehouse.delta.locking import exclusive_writer
+from lakehouse.delta.storage import filesystem, is_remote, join_uri, open_table
 
 LOCKS = Path("tables", "ops", "_locks")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from lakehouse.parse import FieldKind
+from lakehouse.staging.parse import FieldKind
 
 # The JSON types a contract field accepts (a timestamp is a string the contract parses).
 EXPECTED_JSON_TYPE = {

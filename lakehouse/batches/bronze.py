@@ -7,21 +7,21 @@ from datetime import date
 
 import polars as pl
 
+from lakehouse.batches.ops import OpsTables, batch_record, now_utc
+from lakehouse.batches.throttle import RowRateLimit
+from lakehouse.delta.locking import exclusive_writer
+from lakehouse.delta.storage import CommitInfo, ensure_table, read_table, replace_where, table_uri, table_version
 from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, FeedSpec
-from lakehouse.landing import read_batch
-from lakehouse.locking import exclusive_writer
-from lakehouse.ops import OpsTables, batch_record, now_utc
 from lakehouse.settings import Settings
-from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, table_uri, table_version
-from lakehouse.throttle import RowRateLimit
+from lakehouse.staging.landing import read_batch
 
 
 @dataclass(frozen=True)
 class BronzeReport:
     batch_id: str
     files: list[dict[str, object]]
-    ignored: list[dict[str, object]]  # entries of the date folder not read, with why (lakehouse.landing.IgnoredEntry)
+    ignored: list[dict[str, object]]  # entries of the date folder not read, with why (lakehouse.staging.landing.IgnoredEntry)
     records: int
     table_version: int | None
     rewritten: bool  # False when bronze already held exactly this batch (a replay)

@@ -4,7 +4,7 @@ from datetime import date
 
 import dagster as dg
 
-from lakehouse.resources import BATCH_TAG, PRIORITY_TAG, RANGE_END_TAG, RANGE_START_TAG, REGULAR_PRIORITY, TOUCHED_DATES_TAG
+from lakehouse.app.resources import BATCH_TAG, PRIORITY_TAG, RANGE_END_TAG, RANGE_START_TAG, REGULAR_PRIORITY, TOUCHED_DATES_TAG
 
 
 def gold_refresh_request(batch_id: str, arrival_date: date, touched: list[date], event_start: date) -> dg.RunRequest:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from lakehouse.storage import Fence, StaleWriterError, fenced, is_remote
+from lakehouse.delta.storage import Fence, StaleWriterError, fenced, is_remote
 
 
 class WriterBusyError(RuntimeError):

@@ -1,7 +1,7 @@
 """Stage raw JSON lines into typed columns plus a per-field state, so contracts can judge every rule at once.
 
-Lines the vectorised path (lakehouse.records_fast) vouches for are staged by Polars; the rest by the
-exact parser (lakehouse.parse), line by line. Staging never raises on data (see lakehouse.parse).
+Lines the vectorised path (lakehouse.staging.records_fast) vouches for are staged by Polars; the rest by the
+exact parser (lakehouse.staging.parse), line by line. Staging never raises on data (see lakehouse.staging.parse).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import polars as pl
 
-from lakehouse.parse import FieldKind, State, canonical_json, field_value, json_type, parse_json_object
-from lakehouse.records_fast import stage_vouched
+from lakehouse.staging.parse import FieldKind, State, canonical_json, field_value, json_type, parse_json_object
+from lakehouse.staging.records_fast import stage_vouched
 
 STAGE_CHUNK_ROWS = 200_000
 
@@ -28,7 +28,7 @@ def stage_records(
     the drift policy judges; null for a line that is not an object) and `_content_hash` (sha256 of
     the canonical content fields, null unless every content field parsed).
 
-    Lines the vectorised path (lakehouse.records_fast) vouches for are staged by Polars; the rest,
+    Lines the vectorised path (lakehouse.staging.records_fast) vouches for are staged by Polars; the rest,
     line by line in Python. `vectorised=False` stages every line in Python (the reference).
     """
     raw = rows.get_column("_raw")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakehouse.drift import SchemaDrift
+from lakehouse.batches.resolution import Resolution
+from lakehouse.batches.volume import VOLUME_ANOMALY, VOLUME_CHECK, VolumeRule, VolumeVerdict
 from lakehouse.feed import FeedSpec
-from lakehouse.resolution import Resolution
-from lakehouse.volume import VOLUME_ANOMALY, VOLUME_CHECK, VolumeRule, VolumeVerdict
+from lakehouse.staging.drift import SchemaDrift
 
 COUNTED = ("inserted", "updated", "duplicates", "stale", "quarantined")
 # Every gate evaluate_gates returns, in its order: each is a blocking asset check on silver.
@@ -110,7 +110,7 @@ def evaluate_gates(
 
 
 def schema_gate(drift: SchemaDrift) -> Gate:
-    """The feed's compatibility policy over the batch's systematic schema changes (lakehouse.drift)."""
+    """The feed's compatibility policy over the batch's systematic schema changes (lakehouse.staging.drift)."""
     violations = drift.violations
     changes = ", ".join(f"{c.change} {c.field}" for c in drift.changes) or "none"
     return Gate(
@@ -125,7 +125,7 @@ def schema_gate(drift: SchemaDrift) -> Gate:
 
 
 def volume_gate(verdict: VolumeVerdict, rule: VolumeRule) -> Gate:
-    """The batch's record count against the feed's recent history (lakehouse.volume): blocking only if the feed says so."""
+    """The batch's record count against the feed's recent history (lakehouse.batches.volume): blocking only if the feed says so."""
     return Gate(
         VOLUME_CHECK,
         verdict.passed,

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lakehouse.runner import dagster_home, instance_for
+from lakehouse.app.runner import dagster_home, instance_for
+from lakehouse.delta.storage import is_remote
 from lakehouse.settings import Settings
-from lakehouse.storage import is_remote
 
 
 def ui_command(settings: Settings, host: str, port: int) -> list[str]:

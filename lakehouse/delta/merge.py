@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from lakehouse.storage import CommitInfo, arrow_stream, merge_into, sql_in_list, table_version, with_commit_retry, write_table
+from lakehouse.delta.storage import (
+    CommitInfo,
+    arrow_stream,
+    merge_into,
+    sql_in_list,
+    table_version,
+    with_commit_retry,
+    write_table,
+)
 
 OP = "_op"
 

@@ -4,7 +4,7 @@ Parsing never raises on data: each problem becomes a state (`missing`, `wrong_ty
 `unparseable`, `naive`, `out_of_range`) or an error that a contract turns into a quarantine
 reason. Python's `json` is used because it keeps integers exact and lets us refuse NaN/Infinity
 and duplicate keys, which Polars' JSON reader would silently accept or coerce. It is the
-reference both staging paths (lakehouse.records and lakehouse.records_fast) answer to.
+reference both staging paths (lakehouse.staging.records and lakehouse.staging.records_fast) answer to.
 """
 
 from __future__ import annotations

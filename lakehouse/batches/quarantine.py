@@ -6,12 +6,12 @@ from datetime import date
 
 import polars as pl
 
+from lakehouse.batches.ops import now_utc
+from lakehouse.batches.resolution import LINEAGE
+from lakehouse.delta.merge import apply_changes
+from lakehouse.delta.storage import CommitInfo, read_table
 from lakehouse.faults import crash_point
 from lakehouse.feed import FeedSpec
-from lakehouse.merge import apply_changes
-from lakehouse.ops import now_utc
-from lakehouse.resolution import LINEAGE
-from lakehouse.storage import CommitInfo, read_table
 
 WALL_CLOCK = ("_run_id", "_quarantined_at")
 

@@ -14,13 +14,13 @@ from datetime import date
 
 import polars as pl
 
+from lakehouse import __version__ as CODE_VERSION
+from lakehouse.batches.ops import OpsTables
+from lakehouse.delta.locking import exclusive_writer
+from lakehouse.delta.storage import CommitInfo, ensure_table, read_table, replace_where, sql_in_list, table_uri, table_version
 from lakehouse.faults import crash_point
 from lakehouse.feed import FeedSpec
-from lakehouse.locking import exclusive_writer
-from lakehouse.ops import OpsTables
-from lakehouse.resources import CODE_VERSION
 from lakehouse.settings import Settings
-from lakehouse.storage import CommitInfo, ensure_table, read_table, replace_where, sql_in_list, table_uri, table_version
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def backfill_rate_limit(root: str | Path, rows_per_second: float, dsn: str | Non
     if rows_per_second <= 0:
         return None
     if "://" in str(root):
-        from lakehouse.locking import lock_dsn  # the writer lock's database: one setting for both
+        from lakehouse.delta.locking import lock_dsn  # the writer lock's database: one setting for both
 
         if shared := lock_dsn(dsn):
             return SharedRowRateLimit(Path(str(root)), rows_per_second, dsn=shared)

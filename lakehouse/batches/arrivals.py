@@ -24,8 +24,8 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from lakehouse.ops import INCIDENTS_SCHEMA, OpsTables, now_utc
-from lakehouse.storage import CommitInfo, read_table
+from lakehouse.batches.ops import INCIDENTS_SCHEMA, OpsTables, now_utc
+from lakehouse.delta.storage import CommitInfo, read_table
 
 MISSING_DELIVERY = "missing_delivery"
 

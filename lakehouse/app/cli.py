@@ -64,10 +64,10 @@ def _run(
 ) -> int:
     import polars as pl
 
-    from lakehouse.arrivals import MISSING_DELIVERY
+    from lakehouse.app.runner import pending_arrival_dates, run_arrival_dates
+    from lakehouse.batches.arrivals import MISSING_DELIVERY
+    from lakehouse.batches.ops import OpsTables
     from lakehouse.definitions import feeds
-    from lakehouse.ops import OpsTables
-    from lakehouse.runner import pending_arrival_dates, run_arrival_dates
 
     to_run = {feed.dataset: (feed, dates or pending_arrival_dates(settings, feed.dataset)) for feed in feeds()}
     if not any(feed_dates for _, feed_dates in to_run.values()):
@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from lakehouse.status import collect_status, render_status
+    from lakehouse.app.status import collect_status, render_status
 
     settings = _settings(args)
     from lakehouse.definitions import feeds
@@ -129,8 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_maintain(args: argparse.Namespace) -> int:
     from lakehouse.definitions import feeds
-    from lakehouse.locking import WriterBusyError
-    from lakehouse.maintenance import maintain
+    from lakehouse.delta.locking import WriterBusyError
+    from lakehouse.delta.maintenance import maintain
 
     settings = _settings(args)
     hours = settings.retention_hours if args.retention_hours is None else args.retention_hours
@@ -152,8 +152,8 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from lakehouse.app.status import collect_status, render_status
     from lakehouse.definitions import feeds, sample_generator
-    from lakehouse.status import collect_status, render_status
 
     generate_landing = sample_generator()
 
@@ -182,13 +182,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from lakehouse.ui import serve
+    from lakehouse.app.ui import serve
 
     return serve(_settings(args), args.host, args.port)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from lakehouse.backfill import BackfillClient, BackfillError, date_range, ingest_assets
+    from lakehouse.app.backfill import BackfillClient, BackfillError, date_range, ingest_assets
     from lakehouse.definitions import feeds
 
     settings = _settings(args)

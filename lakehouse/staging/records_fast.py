@@ -36,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from lakehouse.parse import FieldKind, State, canonical_json, field_value, json_type, parse_json_object
+from lakehouse.staging.parse import FieldKind, State, canonical_json, field_value, json_type, parse_json_object
 
 _STR = r'"[^"\\\x00-\x1f]*"'
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"

@@ -9,14 +9,14 @@ from typing import Any
 
 import polars as pl
 
-from lakehouse.arrivals import MISSING_DELIVERY
+from lakehouse.batches.arrivals import MISSING_DELIVERY
+from lakehouse.batches.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
+from lakehouse.batches.volume import VOLUME_ANOMALY
+from lakehouse.delta.maintenance import survey
+from lakehouse.delta.storage import open_table, read_table, scan_table, table_exists, table_uri
 from lakehouse.feed import FeedSpec
-from lakehouse.landing import scan_landing
-from lakehouse.maintenance import survey
-from lakehouse.ops import BATCH_COUNTS, INCIDENTS_SCHEMA, RESTATEMENTS_SCHEMA, OpsTables
 from lakehouse.settings import Settings
-from lakehouse.storage import open_table, read_table, scan_table, table_exists, table_uri
-from lakehouse.volume import VOLUME_ANOMALY
+from lakehouse.staging.landing import scan_landing
 
 LAST_BATCHES = 10
 

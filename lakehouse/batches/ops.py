@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
+from lakehouse.delta.merge import apply_changes
+from lakehouse.delta.storage import CommitInfo, ensure_table, read_table, scan_table, table_exists, table_uri
 from lakehouse.faults import crash_point
-from lakehouse.landing import split_recorded
-from lakehouse.merge import apply_changes
-from lakehouse.storage import CommitInfo, ensure_table, read_table, scan_table, table_exists, table_uri
+from lakehouse.staging.landing import split_recorded
 
 WALL_CLOCK = ("_run_id", "_recorded_at")
 BATCH_COUNTS = ("records_in", "inserted", "updated", "duplicates", "stale", "quarantined", "displaced")
@@ -38,7 +38,7 @@ BATCHES_SCHEMA: dict[str, pl.DataType] = {
     "max_rejected_fraction": pl.Float64(),
     "gates": pl.String(),  # JSON: gate name -> passed
     "reasons": pl.String(),  # JSON: quarantine reason -> count
-    "schema_drift": pl.String(),  # JSON: lakehouse.drift.SchemaDrift.as_dict() (policy, contract version, changes)
+    "schema_drift": pl.String(),  # JSON: lakehouse.staging.drift.SchemaDrift.as_dict() (policy, contract version, changes)
     "touched_event_dates": pl.String(),  # JSON list of ISO dates gold must refresh
     "code_version": pl.String(),
     "_run_id": pl.String(),

@@ -15,22 +15,16 @@ from datetime import UTC, date, datetime, timedelta
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse.arrivals import notice_missing_deliveries
-from lakehouse.contracts import judge
-from lakehouse.drift import SchemaDrift, detect_drift, shape_counts
-from lakehouse.faults import crash_point
-from lakehouse.feed import BRONZE_SCHEMA, KEY_FINGERPRINT, FeedSpec
-from lakehouse.fingerprint import key_fingerprints
-from lakehouse.gates import Gate, evaluate_gates, volume_gate
-from lakehouse.landing import SYMLINK, landed_arrival_dates, split_recorded
-from lakehouse.locking import exclusive_writer
-from lakehouse.merge import MergeStats, apply_changes
-from lakehouse.ops import OpsTables, batch_record, dumps
-from lakehouse.quarantine import conflict_rows, validation_rejects, write_quarantine
-from lakehouse.records import STAGE_CHUNK_ROWS, stage_records
-from lakehouse.resolution import LINEAGE, LINEAGE_WITH_BATCH, Resolution, resolve
-from lakehouse.settings import Settings
-from lakehouse.storage import (
+from lakehouse.batches.arrivals import notice_missing_deliveries
+from lakehouse.batches.gates import Gate, evaluate_gates, volume_gate
+from lakehouse.batches.ops import OpsTables, batch_record, dumps
+from lakehouse.batches.quarantine import conflict_rows, validation_rejects, write_quarantine
+from lakehouse.batches.resolution import LINEAGE, LINEAGE_WITH_BATCH, Resolution, resolve
+from lakehouse.batches.throttle import RowRateLimit
+from lakehouse.batches.volume import VOLUME_CHECK, judge_volume
+from lakehouse.delta.locking import exclusive_writer
+from lakehouse.delta.merge import MergeStats, apply_changes
+from lakehouse.delta.storage import (
     CommitInfo,
     arrow_stream,
     ensure_table,
@@ -44,8 +38,14 @@ from lakehouse.storage import (
     table_version,
     write_table,
 )
-from lakehouse.throttle import RowRateLimit
-from lakehouse.volume import VOLUME_CHECK, judge_volume
+from lakehouse.faults import crash_point
+from lakehouse.feed import BRONZE_SCHEMA, KEY_FINGERPRINT, FeedSpec
+from lakehouse.settings import Settings
+from lakehouse.staging.contracts import judge
+from lakehouse.staging.drift import SchemaDrift, detect_drift, shape_counts
+from lakehouse.staging.fingerprint import key_fingerprints
+from lakehouse.staging.landing import SYMLINK, landed_arrival_dates, split_recorded
+from lakehouse.staging.records import STAGE_CHUNK_ROWS, stage_records
 
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
 
@@ -68,7 +68,7 @@ class SilverReport:
     incident_ids: list[str]
     silver_rows_written: int = 0  # rows inserted or updated by the MERGE (a move counts once)
     silver_rows_deleted: int = 0  # rows removed from their old event_date by a move
-    missing_deliveries: list[date] = field(default_factory=list)  # arrival dates with no delivery (lakehouse.arrivals)
+    missing_deliveries: list[date] = field(default_factory=list)  # arrival dates with no delivery (lakehouse.batches.arrivals)
 
     @property
     def freshness_lag_hours(self) -> float | None:
@@ -170,7 +170,7 @@ def publish_silver(
 
     `max_rejected_fraction` and `accept_damaged_files` are the operator's explicit acceptance of a
     batch its gates would hold back (a raised threshold; files readable only in part); `accept_volume_anomaly`
-    accepts a record count outside the feed's recent range (lakehouse.volume).
+    accepts a record count outside the feed's recent range (lakehouse.batches.volume).
     """
     threshold = settings.max_rejected_fraction if max_rejected_fraction is None else max_rejected_fraction
     tables, ops = _Tables.of(settings.root, feed), OpsTables(settings.root)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from lakehouse.batch import SilverReport, publish_silver
-from lakehouse.bronze import land_bronze
+from lakehouse.batches.batch import SilverReport, publish_silver
+from lakehouse.batches.bronze import land_bronze
+from lakehouse.batches.restatement import RefreshReport, refresh_gold
 from lakehouse.feed import FeedSpec
-from lakehouse.restatement import RefreshReport, refresh_gold
 from lakehouse.settings import Settings
 
 

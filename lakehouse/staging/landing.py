@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from lakehouse.storage import filesystem, is_remote
+from lakehouse.delta.storage import filesystem, is_remote
 
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz")
 _BOM = b"\xef\xbb\xbf"

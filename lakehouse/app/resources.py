@@ -8,8 +8,8 @@ from typing import Any
 import dagster as dg
 
 from lakehouse import __version__
+from lakehouse.batches.throttle import RowRateLimit, backfill_rate_limit
 from lakehouse.settings import Settings
-from lakehouse.throttle import RowRateLimit, backfill_rate_limit
 
 BATCH_TAG = "lakehouse/batch_id"
 TOUCHED_DATES_TAG = "lakehouse/event_dates"

@@ -17,13 +17,13 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from lakehouse.app.triggers import gold_refresh_request
+from lakehouse.batches.ops import OpsTables
 from lakehouse.definitions import build_definitions, default_feed
+from lakehouse.delta.locking import exclusive_file_lock
 from lakehouse.feed import FeedSpec
-from lakehouse.landing import current_batch_id, landed_arrival_dates
-from lakehouse.locking import exclusive_file_lock
-from lakehouse.ops import OpsTables
 from lakehouse.settings import SettingError, Settings
-from lakehouse.triggers import gold_refresh_request
+from lakehouse.staging.landing import current_batch_id, landed_arrival_dates
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def install_instance_config(home: Path, settings: Settings) -> None:
     A missing, empty or still lakehouse-managed file is (re)written, so LAKEHOUSE_BACKFILL_* take effect on
     the next start; a file without the marker line is the operator's and is left alone.
     """
-    from lakehouse.instance import render_instance_config
+    from lakehouse.app.instance import render_instance_config
 
     target = home / "dagster.yaml"
     current = target.read_text() if target.exists() else ""
@@ -84,8 +84,8 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
     (and can corrupt its migration table), so opening happens under a lock in the instance folder.
     A PostgreSQL instance also gets its writer pools' limits here, before any step can use them.
     """
-    from lakehouse.instance import set_pool_limits, writer_pools
-    from lakehouse.storage import is_remote
+    from lakehouse.app.instance import set_pool_limits, writer_pools
+    from lakehouse.delta.storage import is_remote
 
     if is_remote(settings.root) and not os.environ.get("DAGSTER_HOME"):
         raise SettingError(f"an object-store root ({settings.root}) needs DAGSTER_HOME: a local folder for dagster.yaml")

@@ -1,0 +1,1 @@
+"""Delta Lake I/O: every read and write, the keyed merge, writer locks, maintenance."""

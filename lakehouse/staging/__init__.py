@@ -1,0 +1,1 @@
+"""Landing files in, typed and judged records out: discovery, the exact parser, staging, contracts, drift."""
