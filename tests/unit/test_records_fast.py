@@ -56,9 +56,7 @@ TRICKY = [
 ]
 TIERS = {
     "default": {},
-    "templates": {"TEMPLATE_MIN_ROWS": 1, "TEMPLATE_MIN_SAMPLED": 1, "MAX_TEMPLATES": 10_000, "GENERIC_MIN_ROWS": 10**9},
-    "generic": {"MAX_TEMPLATES": 0, "GENERIC_MIN_ROWS": 0},
-    "both": {"TEMPLATE_MIN_ROWS": 1, "TEMPLATE_MIN_SAMPLED": 2, "GENERIC_MIN_ROWS": 0},
+    "blocks": {"UTF8_BLOCK_ROWS": 2},  # lines of invalid UTF-8 found block by block
 }
 TS = b"2025-01-10T00:00:00Z"
 TIMESTAMPS = [
@@ -170,7 +168,7 @@ def test_tricky_values_in_shared_layouts_stage_exactly_as_the_python_path(tier: 
     assert_frame_equal(fast, reference)
 
 
-@pytest.mark.parametrize("tier", ["templates", "generic"], indirect=True)
+@pytest.mark.parametrize("tier", ["default", "blocks"], indirect=True)
 def test_the_vectorised_path_vouches_for_plain_lines_only(tier: str) -> None:
     vouched = stage_fast(pl.Series(TRICKY, dtype=pl.Binary), BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
     assert vouched.get_column("_fast").to_list()[:4] == [True, False, False, True]
