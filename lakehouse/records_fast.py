@@ -28,6 +28,7 @@ tests/unit/test_records_fast.py checks the outcome against the Python path on ho
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,7 +51,6 @@ _JSON_TYPES: dict[type, str] = {
 }
 UTF8_BLOCK_ROWS = 4096  # a chunk with invalid UTF-8 is checked line by line only in the blocks that hold it
 
-_decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.encode
 
 
@@ -65,19 +65,26 @@ def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: 
 def stage_vouched(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
     """The lines this path vouches for, staged: `_row` (position in `raw`, ascending) and the columns
     records.stage_records builds. The lines left out are Python's to stage."""
-    valid_utf8 = _utf8(raw).is_not_null().to_list()
+    text = _utf8(raw)
+    plain = text.is_not_null() & ~text.str.contains("\\u003", literal=True)  # no `\u003a` can hide a `:`
+    brackets = text.str.count_matches("{", literal=True) + text.str.count_matches("[", literal=True)
+    plain &= brackets <= MAX_NESTING_DEPTH  # so no line deeper than the limit is decoded here
+    colons = text.str.count_matches(":", literal=True).fill_null(0).to_list()
+    decoder = _Decoder()
     rows: list[int] = []
     objects: list[dict[str, Any]] = []
-    for row, (line, valid) in enumerate(zip(raw.to_list(), valid_utf8, strict=True)):
-        obj = _decoded(line) if valid else None
+    with_floats: list[bool] = []
+    for row, line in enumerate(raw.to_list()) if plain.all() else ((r, raw[r]) for r in plain.arg_true().to_list()):
+        obj = decoder.decoded(line, colons[row])
         if obj is not None:
             rows.append(row)
             objects.append(obj)
+            with_floats.append(decoder.floats)
     frame = pl.DataFrame({"_row": pl.Series(rows, dtype=pl.get_index_type())})
     ok = pl.Series([True] * len(objects), dtype=pl.Boolean)
     columns: dict[str, pl.Series] = {}
     for name, kind in fields.items():
-        typed, fine = _column(name, kind, [obj.get(name) for obj in objects])
+        typed, fine = _column(name, kind, [obj.get(name) for obj in objects], with_floats)
         columns[name], ok = typed, ok & fine
     frame = frame.with_columns(
         **{name: columns[name] for name in fields},
@@ -96,21 +103,38 @@ def stage_vouched(raw: pl.Series, fields: Mapping[str, FieldKind], content_field
     return frame.select(*selected, "_parse_error", "_extra_fields", "_shape", "_content_hash")
 
 
-def _decoded(line: bytes) -> dict[str, Any] | None:
-    """The JSON object msgspec decodes `line` to, or None when the reference might answer otherwise."""
-    if line.count(b"{") + line.count(b"[") > MAX_NESTING_DEPTH or b"\\u003" in line:
-        return None
-    try:
-        obj = _decode(line)
-        if type(obj) is not dict or _encode(obj).count(b":") != line.count(b":"):
-            return None  # not an object, or a member was dropped for a repeated key
-    except Exception:  # any refusal (DecodeError, UnicodeDecodeError, RecursionError...) is the reference's to word
-        return None
-    return obj
+class _Decoder:
+    """msgspec's decoder, with floats parsed as the reference parses them (`float(text)`, refusing what
+    overflows) and counted, so a line's values are known to hold no float when `floats` is False."""
+
+    def __init__(self) -> None:
+        self._floats = 0
+        self._decode = msgspec.json.Decoder(float_hook=self._float).decode
+        self.floats = False
+
+    def _float(self, text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"number {text[:40]} is beyond the float range")
+        self._floats += 1
+        return value
+
+    def decoded(self, line: bytes, colons: int) -> dict[str, Any] | None:
+        """The JSON object msgspec decodes `line` to, or None when the reference might answer otherwise.
+        `colons`: the `:` in the line (the caller checked it has no `\\u003` and few brackets)."""
+        before = self._floats
+        try:
+            obj = self._decode(line)
+            if type(obj) is not dict or _encode(obj).count(b":") != colons:
+                return None  # not an object, or a member was dropped for a repeated key
+        except Exception:  # any refusal (DecodeError, UnicodeDecodeError, RecursionError...) is the reference's to word
+            return None
+        self.floats = self._floats != before
+        return obj
 
 
-def _column(name: str, kind: FieldKind, values: list[Any]) -> tuple[pl.Series, pl.Series]:
-    """(the typed column, whether each value is null or plainly of its kind)."""
+def _column(name: str, kind: FieldKind, values: list[Any], with_floats: list[bool]) -> tuple[pl.Series, pl.Series]:
+    """(the typed column, whether each value is null or plainly of its kind); `with_floats`: which lines hold a float."""
     if kind is FieldKind.STRING:
         text = pl.Series(name, [v if type(v) is str else None for v in values], dtype=pl.String)
         strings = pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
@@ -124,7 +148,11 @@ def _column(name: str, kind: FieldKind, values: list[Any]) -> tuple[pl.Series, p
         micros, vouched = _timestamps(text)
         strings = pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
         return micros.cast(pl.Datetime("us", "UTC")).alias(name), strings & (text.is_null() | vouched)
-    objects = [canonical_json(v) if type(v) is dict else None for v in values]
+    # msgspec's sorted compact rendering is canonical_json's but for floats (repr differs: 1e-07, 1e+16).
+    objects = [
+        (canonical_json(v) if floats else _encode(v, order="sorted").decode()) if type(v) is dict else None
+        for v, floats in zip(values, with_floats, strict=True)
+    ]
     plain = [v is None or type(v) is dict for v in values]
     return pl.Series(name, objects, dtype=pl.String), pl.Series(plain, dtype=pl.Boolean)
 
