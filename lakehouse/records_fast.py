@@ -1,42 +1,64 @@
-"""The fast staging path, for any producer's layout: msgspec decodes each line (C), Polars types the columns.
+"""Fast staging paths; every line they do not vouch for takes the exact Python path in records.stage_records.
 
-A line is vouched for only when the exact parser (lakehouse.parse) is proven to give the same answer,
-so every line this path leaves out takes the exact Python path in records.stage_records:
+A path vouches for a line only when the exact parser (lakehouse.parse) is proven to give the same answer.
 
-- msgspec decodes it to a JSON object. msgspec refuses what the reference refuses (bad JSON, NaN and
-  Infinity, numbers beyond the float range or of more than 4,300 digits, lone surrogates, invalid
-  UTF-8, trailing garbage), keeps integers exact and gives floats for fractions and exponents as
-  Python's `json` does. It accepts two things the reference refuses, so two guards run per line:
-  - nesting: a line with more than MAX_NESTING_DEPTH `{` and `[` in all (inside strings included)
-    is left out, so any line deeper than the limit is;
-  - duplicate keys, at any level: each key is followed by one `:` outside strings, and a `:` inside
-    a string is the same character once decoded unless written `\\u003a` (such lines are left out).
-    So the line has as many `:` as msgspec's compact re-encoding of what it decoded exactly when no
-    member was dropped for a repeated key.
-- The line is valid UTF-8 as Polars checks it (what Python's strict decode accepts); msgspec checks it
-  too, this is belt and braces for a rule that is not negotiable.
-- Every declared field is absent, null or plainly of its kind: a string without `"`, `\\` or control
-  characters (so the content hash can be built as text), an integer within int64 (not a bool), a
-  timestamp in the plain form `_TS` with a real date and an offset within +-14:00, an object.
+1. Templates, for a producer's own layout at the least cost. A feed's lines mostly share a few layouts:
+   the same keys in the same order, compact separators, the same JSON type everywhere, only string
+   (no escapes or control characters) and integer (at most 18 digits) values varying. A template is the
+   layout of a line Python parsed, as a regex that matches exactly the compact lines of that layout;
+   `_shape`, `_extra_fields`, the states and where each value sits are worked out once per template in
+   Python (and checked on a made-up line against Python's own rendering), and what varies is read from
+   each line split at its quotes. Layouts come from a sample of the lines not matched yet, most frequent
+   first; timestamps must have the plain form `_TS`, a real date and an offset within +-14:00.
+2. msgspec, for any layout (key order, whitespace, escapes, floats, unknown fields, nested payloads).
+   msgspec (C) refuses what the reference refuses (bad JSON, NaN and Infinity, numbers beyond the float
+   range or of more than 4,300 digits, lone surrogates, invalid UTF-8, trailing garbage), keeps integers
+   exact and gives floats for fractions and exponents, parsed by a hook as the reference parses them.
+   It accepts two things the reference refuses, so two guards leave such lines out:
+   - nesting: a line with more than MAX_NESTING_DEPTH `{` and `[` in all (inside strings included);
+   - duplicate keys, at any level: each key is followed by one `:` outside strings, and a `:` inside a
+     string is the same character once decoded unless written `\\u003a` (such lines are left out). So the
+     line has as many `:` as msgspec's compact re-encoding of what it decoded exactly when no member
+     was dropped for a repeated key.
+   Then every declared field must be absent, null or plainly of its kind (a string without `"`, `\\` or
+   control characters, an integer within int64 and not a bool, a plain timestamp as above, an object),
+   and the reference's rules apply column by column: `_shape` from the decoded keys and types in line
+   order, `_extra_fields` sorted, payloads in canonical JSON (msgspec's sorted rendering, or
+   parse.canonical_json where a float is present, whose repr msgspec does not share).
 
-The rest of a line's staging is the reference's own rules on the decoded values, column by column:
-`_shape` from the decoded keys and types in line order, `_extra_fields` sorted, payloads rendered by
-parse.canonical_json, and the content hash built as the same text canonical_json would write.
-tests/unit/test_records_fast.py checks the outcome against the Python path on hostile and varied data.
+Both tiers are checked against the Python path on hostile data and on other producers' layouts
+(tests/unit/test_records_fast.py, tests/property/test_staging_equivalence.py).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import polars as pl
 import pyarrow as pa
 
-from lakehouse.parse import INT64_MAX, INT64_MIN, MAX_NESTING_DEPTH, FieldKind, State, canonical_json
+from lakehouse.parse import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_NESTING_DEPTH,
+    FieldKind,
+    State,
+    canonical_json,
+    field_value,
+    json_type,
+    parse_json_object,
+)
+
+_STR = r'"[^"\\\x00-\x1f]*"'
+_INT = r"(?:0|-?[1-9][0-9]{0,17})"
 
 _TS = r"^(?:19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T(?:[0-1][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-5][0-9])$"
 _PLAIN_TEXT = r'^[^"\\\x00-\x1f]*$'  # json.dumps writes it between quotes as it is
@@ -49,6 +71,13 @@ _JSON_TYPES: dict[type, str] = {
     list: "array",
     dict: "object",
 }
+TEMPLATE_SAMPLE = 128  # lines parsed in Python to find the next most frequent layout
+TEMPLATE_MIN_ROWS = 256  # a smaller group costs more in fixed Polars overhead than the msgspec tier takes for it
+TEMPLATE_MIN_SAMPLED = 2  # a layout seen once in the sample may be a one-off
+MAX_TEMPLATES = 16
+MAX_TEMPLATE_NODES = 512  # JSON values in one layout: a bigger one is rare, and its regex large
+MAX_TEMPLATE_DEPTH = 8
+MAX_TEMPLATE_REGEX = 8192  # characters: a longer regex (long keys) takes a while to compile
 UTF8_BLOCK_ROWS = 4096  # a chunk with invalid UTF-8 is checked line by line only in the blocks that hold it
 
 _encode = msgspec.json.encode
@@ -63,24 +92,391 @@ def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: 
 
 
 def stage_vouched(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
-    """The lines this path vouches for, staged: `_row` (position in `raw`, ascending) and the columns
-    records.stage_records builds. The lines left out are Python's to stage."""
+    """The lines a fast path vouches for, staged: `_row` (position in `raw`, in no particular order) and the
+    columns records.stage_records builds. The lines left out are Python's to stage."""
     text = _utf8(raw)
+    frames, leftover = _stage_templates(raw, text, fields, content_fields)
+    if leftover.len():  # the valid UTF-8 lines no template matched
+        whole = leftover.len() == raw.len()
+        left_raw, left_text = (raw, text) if whole else (raw.gather(leftover), text.gather(leftover))
+        frames.append(_stage_decoded(left_raw, left_text, leftover, fields, content_fields))
+    if not frames:
+        return pl.DataFrame(schema=_schema(fields))
+    return pl.concat(frames, how="vertical")
+
+
+def _schema(fields: Mapping[str, FieldKind]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"_row": pl.get_index_type()}  # what arg_true gives
+    for name, kind in fields.items():
+        schema[name] = pl.Datetime("us", "UTC") if kind is FieldKind.TIMESTAMP else kind.polars_type
+        schema[f"{name}__state"] = pl.String()
+    return schema | {
+        "_parse_error": pl.String(),
+        "_extra_fields": pl.String(),
+        "_shape": pl.List(pl.String),
+        "_content_hash": pl.String(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tier 1: templates
+
+
+class _Unsupported(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A varying string or integer value: piece `piece` of the line split at `"` (a string's content, or the
+    text between two strings that holds this integer and nothing else but punctuation)."""
+
+    piece: int
+    integer: bool
+
+
+@dataclass(frozen=True)
+class _Micros:
+    """The epoch microseconds of timestamp field `name`, parsed per line."""
+
+    name: str
+
+
+_Part = str | _Slot | _Micros  # literal text, a slot's text (a string's content, an integer's digits), a timestamp
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a line Python parsed looks like: its keys, types and literals, every string and integer a _Slot."""
+
+    regex: str  # matches exactly the compact lines of this layout
+    obj: dict[str, Any]  # the line as Python parsed it
+    layout: dict[str, Any]  # obj with each string and integer value replaced by its _Slot
+    tokens: Counter[int]  # non-string values in each piece between strings
+    quotes: int  # `"` in every line of the layout
+
+
+@dataclass(frozen=True)
+class _Template:
+    regex: str
+    quotes: int
+    columns: dict[str, list[_Part] | None]  # per field: its value's text, as parts; None when null
+    states: dict[str, str]  # per field; a timestamp's `ok` holds only for the lines it vouches for
+    timestamps: dict[str, _Slot]  # fields parsed per line: a line is vouched only when each is OK
+    hash_text: list[_Part] | None  # canonical_json of the content list; None when a content field is never OK
+    extra_fields: str | None
+    shape: list[str]
+    slots: list[_Slot]  # every slot any column reads
+
+
+def _layout_of(line: bytes) -> _Layout | None:
+    """The layout of `line`, or None when Python refuses the line or no template can express it."""
+    obj, _ = parse_json_object(line)
+    if obj is None:
+        return None
+    regex: list[str] = []
+    strings = 0  # quote pairs before the current position
+    tokens: Counter[int] = Counter()
+    nodes = 0
+
+    def walk(value: Any, depth: int) -> Any:
+        nonlocal strings, nodes
+        nodes += 1
+        if nodes > MAX_TEMPLATE_NODES or depth > MAX_TEMPLATE_DEPTH:
+            raise _Unsupported
+        if isinstance(value, dict):
+            regex.append(r"\{")
+            members = {}
+            for index, (key, item) in enumerate(value.items()):
+                regex.append(("," if index else "") + '"' + _regex_literal(_plain(key)) + '":')
+                strings += 1
+                members[key] = walk(item, depth + 1)
+            regex.append(r"\}")
+            return members
+        if isinstance(value, list):
+            regex.append(r"\[")
+            items = []
+            for index, item in enumerate(value):
+                regex.append("," if index else "")
+                items.append(walk(item, depth + 1))
+            regex.append(r"\]")
+            return items
+        if isinstance(value, str):
+            regex.append(_STR)
+            strings += 1
+            return _Slot(2 * strings - 1, integer=False)
+        tokens[2 * strings] += 1
+        if value is True or value is False or value is None:
+            regex.append(json.dumps(value))
+            return value
+        if isinstance(value, int):
+            regex.append(_INT)
+            return _Slot(2 * strings, integer=True)
+        raise _Unsupported  # a float
+
+    try:
+        layout = walk(obj, 1)
+    except _Unsupported:
+        return None
+    pattern = "^" + "".join(regex) + "$"
+    return _Layout(pattern, obj, layout, tokens, 2 * strings) if len(pattern) <= MAX_TEMPLATE_REGEX else None
+
+
+def _template(layout: _Layout, fields: Mapping[str, FieldKind], content_fields: list[str]) -> _Template:
+    """How to stage every line of `layout`: what is constant, worked out here by Python; where the rest is."""
+    obj, tokens = layout.obj, layout.tokens
+    node: Any
+    columns: dict[str, list[_Part] | None] = {}
+    states: dict[str, str] = {}
+    timestamps: dict[str, _Slot] = {}
+    contents: dict[str, list[_Part] | None] = {}  # each content field as json.dumps renders it in the content list
+    for name, kind in fields.items():
+        value, node = obj.get(name), layout.layout.get(name)  # node: a _Slot where value is a string or integer
+        state = field_value(kind, value)[1]
+        if value is None:
+            expected, columns[name], contents[name] = State.MISSING, None, ["null"]
+        elif kind is FieldKind.STRING and isinstance(value, str):
+            expected, columns[name], contents[name] = State.OK, [node], ['"', node, '"']
+        elif kind is FieldKind.INTEGER and type(value) is int:
+            state = State.OK  # the line's value, not this one, counts: a slot holds at most 18 digits
+            expected, columns[name], contents[name] = State.OK, [node], [node]
+        elif kind is FieldKind.TIMESTAMP and isinstance(value, str):
+            state = State.OK  # the line's value, not this one, counts: each line is parsed
+            expected, columns[name], contents[name] = State.OK, [_Micros(name)], [_Micros(name)]
+            timestamps[name] = node
+        elif kind is FieldKind.OBJECT and isinstance(value, dict):
+            canonical = _canonical(node)
+            expected, columns[name], contents[name] = State.OK, canonical, ['"', *map(_escaped, canonical), '"']
+        else:
+            expected, columns[name], contents[name] = State.WRONG_TYPE, None, None
+        if state != expected:
+            raise _Unsupported  # cannot happen: the state these parts stand for is not Python's
+        states[name] = state
+    if all(contents[name] is not None for name in content_fields):
+        items = [[","] * (index > 0) + (contents[name] or []) for index, name in enumerate(content_fields)]
+        hash_text: list[_Part] | None = _joined(["["], *items, ["]"])
+    else:
+        hash_text = None  # Python hashes only lines whose content fields are all OK or missing
+    slots = {
+        p for parts in [*columns.values(), hash_text, list(timestamps.values())] if parts for p in parts if isinstance(p, _Slot)
+    }
+    if any(slot.integer and tokens[slot.piece] != 1 for slot in slots):
+        raise _Unsupported  # an integer sharing its piece with another value: not one strip away
+    unknown = sorted(set(obj) - set(fields))
+    template = _Template(
+        regex=layout.regex,
+        quotes=layout.quotes,
+        columns=columns,
+        states=states,
+        timestamps=timestamps,
+        hash_text=hash_text,
+        extra_fields=",".join(unknown) if unknown else None,
+        shape=[f"{key}:{json_type(value)}" for key, value in obj.items()],
+        slots=sorted(slots, key=lambda slot: slot.piece),
+    )
+    _check(template, layout.layout, fields, content_fields)
+    return template
+
+
+def _plain(key: str) -> str:
+    """A key as it appears in a line without escapes (a key that needs one cannot be matched)."""
+    if any(c in '"\\' or c < " " for c in key):
+        raise _Unsupported
+    return key
+
+
+@functools.lru_cache(maxsize=4096)
+def _regex_literal(text: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else f"\\x{{{ord(c):X}}}" for c in text)
+
+
+def _canonical(node: Any) -> list[_Part]:
+    """canonical_json of a value of the layout, as parts: sorted keys, compact separators."""
+    if isinstance(node, dict):
+        members = [
+            [","] * (i > 0) + [json.dumps(key, ensure_ascii=False) + ":", *_canonical(node[key])]
+            for i, key in enumerate(sorted(node))
+        ]
+        return _joined(["{"], *members, ["}"])
+    if isinstance(node, list):
+        return _joined(["["], *[[","] * (i > 0) + _canonical(item) for i, item in enumerate(node)], ["]"])
+    if isinstance(node, _Slot):
+        return [node] if node.integer else ['"', node, '"']  # contents without escapes or control characters
+    return [json.dumps(node)]
+
+
+def _escaped(part: _Part) -> _Part:
+    """A part of canonical JSON text as json.dumps renders it inside a string (a slot's text needs no escape)."""
+    return json.dumps(part, ensure_ascii=False)[1:-1] if isinstance(part, str) else part
+
+
+def _joined(*groups: list[_Part]) -> list[_Part]:
+    """The parts in order, adjacent literals merged."""
+    parts: list[_Part] = []
+    for part in (p for group in groups for p in group):
+        if isinstance(part, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += part
+        elif part != "":
+            parts.append(part)
+    return parts
+
+
+def _check(template: _Template, layout: Any, fields: Mapping[str, FieldKind], content_fields: list[str]) -> None:
+    """Fill the layout with made-up values and stage that line both ways, by Python and by the template's parts:
+    they must agree (a guard against a template builder bug, not against the data)."""
+    made_up = {slot: slot.piece if slot.integer else f"v{slot.piece}\u00e9,:{{}}[]" for slot in template.slots}
+    micros = 1_700_000_000_123_456
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: fill(item) for key, item in node.items()}
+        if isinstance(node, list):
+            return [fill(item) for item in node]
+        if isinstance(node, _Slot):
+            return made_up.get(node, node.piece if node.integer else "x")
+        return node
+
+    line = fill(layout)
+    pieces = json.dumps(line, ensure_ascii=False, separators=(",", ":")).split('"')
+    for slot in template.slots:
+        if (pieces[slot.piece].strip("{}[],:") if slot.integer else pieces[slot.piece]) != str(made_up[slot]):
+            raise _Unsupported
+
+    def render(parts: list[_Part]) -> str:
+        return "".join(p if isinstance(p, str) else str(micros) if isinstance(p, _Micros) else str(made_up[p]) for p in parts)
+
+    typed: dict[str, Any] = {}
+    for name, kind in fields.items():
+        parts = template.columns[name]
+        value, state = field_value(kind, line.get(name))
+        if kind is FieldKind.TIMESTAMP and parts is not None:
+            value = micros  # the parse of a line's own timestamp is checked per line
+        if (render(parts) if parts is not None else None) != (None if value is None else str(value)):
+            raise _Unsupported
+        typed[name] = value
+    if template.hash_text is not None and render(template.hash_text) != canonical_json([typed[name] for name in content_fields]):
+        raise _Unsupported
+
+
+def _stage_templates(
+    raw: pl.Series, text: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]
+) -> tuple[list[pl.DataFrame], pl.Series]:
+    """Frames of the lines templates vouch for, and the rows of the valid UTF-8 lines no template matched."""
+    frames: list[pl.DataFrame] = []
+    pending = text.is_not_null().arg_true()  # rows no template matched yet, in order
+    unmatched = text.is_not_null()  # the same, as a mask
+    quotes: pl.Series | None = None
+    tried: set[str] = set()
+    while len(tried) < MAX_TEMPLATES and pending.len() >= TEMPLATE_MIN_ROWS:
+        sample = pending.gather_every(-(-pending.len() // TEMPLATE_SAMPLE))
+        layouts: dict[str, _Layout] = {}
+        counts: Counter[str] = Counter()
+        for line in raw.gather(sample).to_list():
+            layout = _layout_of(line)
+            if layout is not None and layout.regex not in tried:
+                counts[layout.regex] += 1
+                layouts.setdefault(layout.regex, layout)
+        # Layouts seen often enough to pay, most frequent first; the sample is redrawn from what they leave.
+        frequent = [
+            regex
+            for regex, count in counts.most_common()
+            if count >= TEMPLATE_MIN_SAMPLED and count * pending.len() >= TEMPLATE_MIN_ROWS * sample.len()
+        ]
+        if not frequent:
+            break
+        if len(frequent) > 1 and quotes is None:
+            quotes = text.str.count_matches('"', literal=True)  # every line of a layout has its count of quotes
+        for regex in frequent[: MAX_TEMPLATES - len(tried)]:
+            tried.add(regex)
+            try:
+                template = _template(layouts[regex], fields, content_fields)
+            except _Unsupported:
+                continue
+            candidates = pending if quotes is None else pending.filter(quotes.gather(pending) == template.quotes)
+            candidate_text = text if candidates.len() == text.len() else text.gather(candidates)
+            try:
+                matched = candidate_text.str.contains(regex)
+            except pl.exceptions.PolarsError:  # a regex beyond the engine's limits: its lines are left to the rest
+                continue
+            group = candidates.filter(matched)
+            if group.len() < TEMPLATE_MIN_ROWS:
+                continue
+            frames.append(_stage_template(template, candidate_text.filter(matched), group, fields))
+            unmatched.scatter(group, False)
+            pending = pending.filter(unmatched.gather(pending))
+    return frames, pending
+
+
+def _stage_template(template: _Template, text: pl.Series, rows: pl.Series, fields: Mapping[str, FieldKind]) -> pl.DataFrame:
+    """Stage lines that all match `template`: what varies is read from their pieces between quotes."""
+    pieces = pl.DataFrame({"_row": rows, "_text": text}).select("_row", _pieces=pl.col("_text").str.split('"'))
+    piece = pl.col("_pieces").list.get
+    frame = pieces.select(
+        "_row",
+        **{f"_slot{s.piece}": piece(s.piece).str.strip_chars("{}[],:") if s.integer else piece(s.piece) for s in template.slots},
+    )
+    del pieces
+
+    def text_of(parts: list[_Part]) -> pl.Expr:
+        exprs = [
+            pl.lit(p)
+            if isinstance(p, str)
+            else pl.col(f"_micros_{p.name}").cast(pl.String)
+            if isinstance(p, _Micros)
+            else pl.col(f"_slot{p.piece}")
+            for p in parts
+        ]
+        return exprs[0] if len(exprs) == 1 else pl.concat_str(exprs)
+
+    if template.timestamps:
+        parsed = {name: _timestamp(pl.col(f"_slot{slot.piece}")) for name, slot in template.timestamps.items()}
+        frame = frame.with_columns(
+            **{f"_micros_{name}": micros for name, (micros, _) in parsed.items()},
+            _vouched=pl.all_horizontal([ok for _, ok in parsed.values()]),
+        ).filter("_vouched")
+    columns: dict[str, pl.Expr] = {}
+    for name, kind in fields.items():
+        parts = template.columns[name]
+        dtype = pl.Datetime("us", "UTC") if kind is FieldKind.TIMESTAMP else kind.polars_type
+        if parts is None:
+            columns[name] = pl.lit(None, dtype=dtype)
+        elif kind is FieldKind.TIMESTAMP:
+            columns[name] = pl.col(f"_micros_{name}").cast(dtype)
+        else:
+            columns[name] = text_of(parts).cast(dtype)  # strict: an integer slot holds digits only
+        columns[f"{name}__state"] = pl.lit(template.states[name], dtype=pl.String)
+    columns["_parse_error"] = pl.lit(None, dtype=pl.String)
+    columns["_extra_fields"] = pl.lit(template.extra_fields, dtype=pl.String)
+    columns["_shape"] = pl.lit(template.shape, dtype=pl.List(pl.String))
+    columns["_hash_text"] = pl.lit(None, dtype=pl.String) if template.hash_text is None else text_of(template.hash_text)
+    out = frame.select("_row", **columns)
+    hashes = _sha256_hex(out.get_column("_hash_text")) if template.hash_text is not None else pl.lit(None, dtype=pl.String)
+    return out.with_columns(_content_hash=hashes).drop("_hash_text")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tier 2: msgspec
+
+
+def _stage_decoded(
+    raw: pl.Series, text: pl.Series, rows: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]
+) -> pl.DataFrame:
+    """The lines of `raw` (`text`: the same, null where not UTF-8) msgspec's tier vouches for, staged, `_row` from `rows`."""
     plain = text.is_not_null() & ~text.str.contains("\\u003", literal=True)  # no `\u003a` can hide a `:`
     brackets = text.str.count_matches("{", literal=True) + text.str.count_matches("[", literal=True)
     plain &= brackets <= MAX_NESTING_DEPTH  # so no line deeper than the limit is decoded here
     colons = text.str.count_matches(":", literal=True).fill_null(0).to_list()
     decoder = _Decoder()
-    rows: list[int] = []
+    kept: list[int] = []
     objects: list[dict[str, Any]] = []
     with_floats: list[bool] = []
     for row, line in enumerate(raw.to_list()) if plain.all() else ((r, raw[r]) for r in plain.arg_true().to_list()):
         obj = decoder.decoded(line, colons[row])
         if obj is not None:
-            rows.append(row)
+            kept.append(row)
             objects.append(obj)
             with_floats.append(decoder.floats)
-    frame = pl.DataFrame({"_row": pl.Series(rows, dtype=pl.get_index_type())})
+    frame = pl.DataFrame({"_row": rows.gather(pl.Series(kept, dtype=pl.get_index_type()))})
     ok = pl.Series([True] * len(objects), dtype=pl.Boolean)
     columns: dict[str, pl.Series] = {}
     for name, kind in fields.items():
