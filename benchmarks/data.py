@@ -118,7 +118,9 @@ def json_lines(frame: pl.DataFrame, layout: str = "compact", seed: int = 0) -> p
     rng = _rng(seed, "layout-varied", frame.height)
     swap = pl.Series(rng.integers(0, 2, size=frame.height)).cast(pl.Boolean)
     first, second = payload_members
-    payload = pl.lit("{") + pl.when(swap).then(second + pl.lit(item) + first).otherwise(first + pl.lit(item) + second) + pl.lit("}")
+    payload = (
+        pl.lit("{") + pl.when(swap).then(second + pl.lit(item) + first).otherwise(first + pl.lit(item) + second) + pl.lit("}")
+    )
     order = np.argsort(rng.random((frame.height, len(members) + 1)), axis=1)  # a random permutation per line
     listed = pl.concat_list([*members, pl.lit(f'"payload"{key}') + payload])
     shuffled = listed.list.gather(pl.Series("order", order).cast(pl.List(pl.Int64)))
