@@ -75,32 +75,56 @@ def correct(frame: pl.DataFrame, seed: int, label: str) -> pl.DataFrame:
     )
 
 
-def json_lines(frame: pl.DataFrame) -> pl.Series:
-    """The upstream's JSONL rendering of events (RFC 3339 UTC timestamps, a small payload object)."""
+LAYOUTS = ("compact", "python_default", "varied", "mixed")  # how producers write the same records (see json_lines)
+
+
+def json_lines(frame: pl.DataFrame, layout: str = "compact", seed: int = 0) -> pl.Series:
+    """The upstream's JSONL rendering of events (RFC 3339 UTC timestamps, a small payload object), in a layout:
+
+    - `compact`: keys in the contract's order, `,` and `:` (the project's own generator);
+    - `python_default`: the same order, Python's `json.dumps` separators `, ` and `: `;
+    - `varied`: `json.dumps` separators, top-level keys and the payload's in a random order per line;
+    - `mixed`: each line in one of the three, drawn at random (several producers in one feed).
+    """
+    if layout == "mixed":
+        pick = pl.Series(_rng(seed, "layout-mix", frame.height).integers(0, 3, size=frame.height))
+        rendered = [json_lines(frame, name, seed) for name in LAYOUTS[:3]]
+        return pl.select(
+            pl.when(pick == 0).then(rendered[0]).when(pick == 1).then(rendered[1]).otherwise(rendered[2]).alias("line")
+        ).to_series()
+    item, key = (",", ":") if layout == "compact" else (", ", ": ")
     q = '"'
-    return frame.select(
-        pl.concat_str(
-            pl.lit('{"event_id":"'),
-            pl.col("event_id"),
-            pl.lit('","source_version":'),
-            pl.col("source_version").cast(pl.String),
-            pl.lit(',"account_id":"'),
-            pl.col("account_id"),
-            pl.lit('","event_type":"'),
-            pl.col("event_type"),
-            pl.lit('","event_ts":"'),
-            pl.col("event_ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            pl.lit(f'{q},"amount_minor":'),
-            pl.col("amount_minor").cast(pl.String),
-            pl.lit(',"currency":"'),
-            pl.col("currency"),
-            pl.lit('","payload":{"plan":"'),
-            pl.col("plan"),
-            pl.lit('","seats":'),
-            pl.col("seats").cast(pl.String),
-            pl.lit("}}"),
-        ).alias("line")
-    ).to_series()
+
+    def text(expr: pl.Expr) -> pl.Expr:
+        return pl.lit(q) + expr + pl.lit(q)
+
+    payload_members = [
+        pl.lit(f'"plan"{key}') + text(pl.col("plan")),
+        pl.lit(f'"seats"{key}') + pl.col("seats").cast(pl.String),
+    ]
+    members = [
+        pl.lit(f'"event_id"{key}') + text(pl.col("event_id")),
+        pl.lit(f'"source_version"{key}') + pl.col("source_version").cast(pl.String),
+        pl.lit(f'"account_id"{key}') + text(pl.col("account_id")),
+        pl.lit(f'"event_type"{key}') + text(pl.col("event_type")),
+        pl.lit(f'"event_ts"{key}') + text(pl.col("event_ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        pl.lit(f'"amount_minor"{key}') + pl.col("amount_minor").cast(pl.String),
+        pl.lit(f'"currency"{key}') + text(pl.col("currency")),
+    ]
+    if layout != "varied":
+        payload = pl.lit("{") + pl.concat_str(payload_members, separator=item) + pl.lit("}")
+        line = pl.lit("{") + pl.concat_str([*members, pl.lit(f'"payload"{key}') + payload], separator=item) + pl.lit("}")
+        return frame.select(line.alias("line")).to_series()
+    rng = _rng(seed, "layout-varied", frame.height)
+    swap = pl.Series(rng.integers(0, 2, size=frame.height)).cast(pl.Boolean)
+    first, second = payload_members
+    payload = (
+        pl.lit("{") + pl.when(swap).then(second + pl.lit(item) + first).otherwise(first + pl.lit(item) + second) + pl.lit("}")
+    )
+    order = np.argsort(rng.random((frame.height, len(members) + 1)), axis=1)  # a random permutation per line
+    listed = pl.concat_list([*members, pl.lit(f'"payload"{key}') + payload])
+    shuffled = listed.list.gather(pl.Series("order", order).cast(pl.List(pl.Int64)))
+    return frame.select((pl.lit("{") + shuffled.list.join(item) + pl.lit("}")).alias("line")).to_series()
 
 
 def arrival_batch(n: int, seed: int, arrival: date = ARRIVAL, label: str = "arrival") -> pl.DataFrame:
@@ -118,11 +142,13 @@ def arrival_batch(n: int, seed: int, arrival: date = ARRIVAL, label: str = "arri
     return pl.concat([base, corrections, duplicates, broken]).sample(fraction=1.0, seed=seed, shuffle=True)
 
 
-def write_landing(root: Path, frame: pl.DataFrame, arrival: date, dataset: str = "billing_events") -> list[Path]:
+def write_landing(
+    root: Path, frame: pl.DataFrame, arrival: date, dataset: str = "billing_events", layout: str = "compact", seed: int = 0
+) -> list[Path]:
     """Write the frame as `<root>/landing/<dataset>/<arrival>/part-NNNN.jsonl`, LINES_PER_FILE lines each."""
     folder = root / "landing" / dataset / arrival.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
-    lines = json_lines(frame)
+    lines = json_lines(frame, layout, seed)
     paths = []
     for index, start in enumerate(range(0, max(lines.len(), 1), LINES_PER_FILE)):
         path = folder / f"part-{index:04d}.jsonl"

@@ -170,6 +170,20 @@ def end_to_end(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     return seconds, params["events"], {"silver_rows": silver}
 
 
+@measure("stage")
+def stage(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
+    """Staging alone: the arrival date's landing files read, then every line typed with its per-field states."""
+    from assets.billing_feed import BILLING_EVENTS
+    from lakehouse.staging.landing import read_batch
+    from lakehouse.staging.records import stage_records
+
+    rows = read_batch(work / params["landing"], BILLING_EVENTS.dataset, data.ARRIVAL).rows
+    start = time.perf_counter()
+    staged = stage_records(rows, BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
+    seconds = time.perf_counter() - start
+    return seconds, staged.height, {"malformed": staged.filter(pl.col("_parse_error").is_not_null()).height}
+
+
 @measure("apply")
 def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     """Silver's apply step for validated deliveries: ledger lookup, resolution, current rows, MERGE."""

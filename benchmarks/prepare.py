@@ -16,12 +16,15 @@ from benchmarks.sizes import Size
 from lakehouse.delta.storage import open_table
 
 
-def landing(work: Path, name: str, batches: dict[date, int], seed: int) -> None:
-    root = work / name
+def landing(work: Path, name: str, batches: dict[date, int], seed: int, layout: str = "compact") -> None:
+    """Landing files of `name`; a layout other than compact renders the compact folder's very records
+    (`<name>-<layout>`: the same labels draw the same events), so layouts compare on the same data."""
+    root = work / (name if layout == "compact" else f"{name}-{layout}")
     if root.exists():
         return
     for arrival, events in batches.items():
-        data.write_landing(root, data.arrival_batch(events, seed, arrival, label=f"{name}-{arrival}"), arrival)
+        frame = data.arrival_batch(events, seed, arrival, label=f"{name}-{arrival}")
+        data.write_landing(root, frame, arrival, layout=layout, seed=seed)
 
 
 def histories(work: Path, size: Size, seed: int) -> None:
@@ -77,8 +80,9 @@ def many_batches(work: Path, size: Size, seed: int) -> None:
 def everything(work: Path, size: Size, seed: int, needs: set[str]) -> None:
     """Prepare what the selected measurements read (`needs`: landing folders, "history", "batches")."""
     work.mkdir(parents=True, exist_ok=True)
-    if "landing-e2e" in needs:
-        landing(work, "landing-e2e", {data.ARRIVAL: size.e2e_events}, seed)
+    for layout in data.LAYOUTS:
+        if "landing-e2e" + ("" if layout == "compact" else f"-{layout}") in needs:
+            landing(work, "landing-e2e", {data.ARRIVAL: size.e2e_events}, seed, layout)
     if "landing-day" in needs:
         landing(work, "landing-day", {data.ARRIVAL: size.day_events}, seed)
     if "landing-backfill" in needs:

@@ -50,6 +50,20 @@ def plan(size: Size, seed: int) -> list[Plan]:
         Plan(f"polars_rewrite_{large}", "polars_rewrite", {"history": large}, "baseline", f"merge_pruned_{large}"),
         Plan("dagster_trivial", "dagster_trivial", {"runs": size.trivial_runs}, "baseline"),
         Plan("e2e", "e2e", landing, "scenario 1", "floor"),
+        *[
+            Plan(f"e2e_{layout}", "e2e", {**landing, "landing": f"landing-e2e-{layout}"}, "scenario 1", "e2e")
+            for layout in data.LAYOUTS[1:]
+        ],
+        *[
+            Plan(
+                f"stage_{layout}",
+                "stage",
+                {**landing, "landing": "landing-e2e" + ("" if layout == "compact" else f"-{layout}")},
+                "scenario 6",
+                None if layout == "compact" else "stage_compact",
+            )
+            for layout in data.LAYOUTS
+        ],
         Plan(f"apply_{small}", "apply", {"history": small}, "scenario 2", f"merge_pruned_{small}"),
         Plan(f"apply_{large}", "apply", {"history": large}, "scenario 2", f"merge_pruned_{large}"),
         Plan("day", "e2e", {"landing": "landing-day", "events": size.day_events}, "scenario 3", "e2e", repeats=1),
@@ -128,12 +142,19 @@ def targets(rows: dict[str, dict[str, Any]], size: Size) -> list[dict[str, Any]]
     def ratio(a: str, b: str) -> float:
         return rows[a]["median_s"] / rows[b]["median_s"]
 
+    rows = {**rows, "e2e_compact": rows["e2e"]}
+    best_e2e = min(rows[f"e2e_{layout}"]["median_s"] for layout in data.LAYOUTS)
     overhead = rows["backfill_dagster"]["median_s"] - rows["backfill_engine"]["median_s"]
     checks = [
         ("apply step <= 1.5x bare pruned MERGE (small history)", ratio(f"apply_{small}", f"merge_pruned_{small}"), 1.5),
         ("apply step <= 1.5x bare pruned MERGE (large history)", ratio(f"apply_{large}", f"merge_pruned_{large}"), 1.5),
         ("apply step, large history <= 1.3x small history", ratio(f"apply_{large}", f"apply_{small}"), 1.3),
         ("end to end <= 4x the floor (read JSONL + one Delta append)", ratio("e2e", "floor"), 4.0),
+        ("end to end, mixed layout <= 4x the floor", ratio("e2e_mixed", "floor"), 4.0),
+        *[
+            (f"end to end, {layout} layout <= 1.5x the best layout's", rows[f"e2e_{layout}"]["median_s"] / best_e2e, 1.5)
+            for layout in data.LAYOUTS
+        ],
         ("the big day's peak memory <= 3 GiB (ratio to 3 GiB)", rows["day"]["peak_rss_mib"] / 3072, 1.0),
         (
             "next batch's peak memory does not grow with batches (many/few)",

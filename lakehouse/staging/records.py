@@ -1,7 +1,7 @@
 """Stage raw JSON lines into typed columns plus a per-field state, so contracts can judge every rule at once.
 
-Lines the vectorised path (lakehouse.staging.records_fast) vouches for are staged by Polars; the rest by the
-exact parser (lakehouse.staging.parse), line by line. Staging never raises on data (see lakehouse.staging.parse).
+Lines the fast path (lakehouse.staging.records_fast: msgspec, then Polars, for any key order or whitespace)
+vouches for are staged there; the rest by the exact parser (lakehouse.staging.parse), line by line. Staging never raises on data (see lakehouse.staging.parse).
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ def stage_records(
     the drift policy judges; null for a line that is not an object) and `_content_hash` (sha256 of
     the canonical content fields, null unless every content field parsed).
 
-    Lines the vectorised path (lakehouse.staging.records_fast) vouches for are staged by Polars; the rest,
-    line by line in Python. `vectorised=False` stages every line in Python (the reference).
+    Lines the fast path (lakehouse.staging.records_fast) vouches for are staged there; the rest, line by
+    line in Python. `vectorised=False` stages every line in Python (the reference).
     """
     raw = rows.get_column("_raw")
     if not vectorised or raw.is_empty():
         return rows.hstack(_stage_python(raw.to_list(), fields, content_fields))
-    # In chunks: the vectorised path's intermediate text columns are several times the raw lines.
+    # In chunks: the fast path's decoded objects and intermediate columns are several times the raw lines.
     chunks = [
         _stage_chunk(raw.slice(start, STAGE_CHUNK_ROWS), fields, content_fields)
         for start in range(0, raw.len(), STAGE_CHUNK_ROWS)

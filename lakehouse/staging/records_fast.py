@@ -1,27 +1,33 @@
-"""Vectorised Polars paths for plainly well-formed lines; every other line takes the exact Python path.
+"""Fast staging paths; every line they do not vouch for takes the exact Python path in records.stage_records.
 
-A tier vouches for a line only when a strict grammar proves Python's strict parse would give the same
-answer: compact JSON (no whitespace), strings without escapes or control characters, integers of at
-most 18 digits (so within int64, no `-0`), `true`/`false`/`null`, no float, no duplicate key at any
-level, and timestamps in the plain `YYYY-MM-DDTHH:MM:SS[.f](Z|+hh:mm)` form with a real calendar
-date, seconds below 60 and an offset within +-14:00.
+A path vouches for a line only when the exact parser (lakehouse.staging.parse) is proven to give the same answer.
 
-1. Templates. A feed's lines mostly share a few layouts: the same keys in the same order, the same
-   JSON type everywhere (objects and arrays nested a few levels included), only string and integer
-   values varying. A template is the layout of a line Python parsed, as a regex that matches exactly
-   the compact lines of that layout; every line it matches parses, in Python, to the same keys and
-   types. So `_shape`, `_extra_fields`, the states and where each value sits are worked out once per
-   template, in Python (and checked on a made-up line against Python's own rendering), and what
-   varies is read from each line split at its quotes (string contents have none). Layouts come from
-   a sample of the lines not matched yet, most frequent first.
-2. The generic grammar (`LINE`): any compact object nested one level, with `[A-Za-z0-9_]` nested keys,
-   every declared field absent, null or of its kind, each field found by a regex. For the lines no
-   template matched, when enough of them are left to beat Python.
+1. Templates, for a producer's own layout at the least cost. A feed's lines mostly share a few layouts:
+   the same keys in the same order, compact separators, the same JSON type everywhere, only string
+   (no escapes or control characters) and integer (at most 18 digits) values varying. A template is the
+   layout of a line Python parsed, as a regex that matches exactly the compact lines of that layout;
+   `_shape`, `_extra_fields`, the states and where each value sits are worked out once per template in
+   Python (and checked on a made-up line against Python's own rendering), and what varies is read from
+   each line split at its quotes. Layouts come from a sample of the lines not matched yet, most frequent
+   first; timestamps must have the plain form `_TS`, a real date and an offset within +-14:00.
+2. msgspec, for any layout (key order, whitespace, escapes, floats, unknown fields, nested payloads).
+   msgspec (C) refuses what the reference refuses (bad JSON, NaN and Infinity, numbers beyond the float
+   range or of more than 4,300 digits, lone surrogates, invalid UTF-8, trailing garbage), keeps integers
+   exact and gives floats for fractions and exponents, parsed by a hook as the reference parses them.
+   It accepts two things the reference refuses, so two guards leave such lines out:
+   - nesting: a line with more than MAX_NESTING_DEPTH `{` and `[` in all (inside strings included);
+   - duplicate keys, at any level: each key is followed by one `:` outside strings, and a `:` inside a
+     string is the same character once decoded unless written `\\u003a` (such lines are left out). So the
+     line has as many `:` as msgspec's compact re-encoding of what it decoded exactly when no member
+     was dropped for a repeated key.
+   Then every declared field must be absent, null or plainly of its kind (a string without `"`, `\\` or
+   control characters, an integer within int64 and not a bool, a plain timestamp as above, an object),
+   and the reference's rules apply column by column: `_shape` from the decoded keys and types in line
+   order, `_extra_fields` sorted, payloads in canonical JSON (msgspec's sorted rendering, or
+   parse.canonical_json where a float is present, whose repr msgspec does not share).
 
-Anything else (whitespace, escapes, floats, leap seconds, naive or odd timestamps, invalid UTF-8,
-deep nesting...) is not vouched for, and records.stage_records parses it line by line as before. The
-outputs are identical by construction; tests/unit/test_records_fast.py checks it against the Python
-path on faulty data, each tier alone and both together.
+Both tiers are checked against the Python path on hostile data and on other producers' layouts
+(tests/unit/test_records_fast.py, tests/property/test_staging_equivalence.py).
 """
 
 from __future__ import annotations
@@ -29,40 +35,52 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import polars as pl
+import pyarrow as pa
 
-from lakehouse.staging.parse import FieldKind, State, canonical_json, field_value, json_type, parse_json_object
+from lakehouse.staging.parse import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_NESTING_DEPTH,
+    FieldKind,
+    State,
+    canonical_json,
+    field_value,
+    json_type,
+    parse_json_object,
+)
 
 _STR = r'"[^"\\\x00-\x1f]*"'
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"
-_SCALAR = rf"(?:{_STR}|{_INT}|true|false|null)"
-_KEY = r'"[^"\\\x00-\x1f]*"'
-_NESTED = rf"\{{(?:\"[A-Za-z0-9_]+\":{_SCALAR}(?:,\"[A-Za-z0-9_]+\":{_SCALAR})*)?\}}"
-_VALUE = rf"(?:{_SCALAR}|{_NESTED})"
-LINE = rf"^\{{(?:{_KEY}:{_VALUE}(?:,{_KEY}:{_VALUE})*)?\}}$"
-_TS = r"^(?:19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T(?:[0-1][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-5][0-9])$"
-_JSON_TYPES = {'"': "string", "{": "object", "t": "boolean", "f": "boolean", "n": "null"}  # else a digit or `-`
-_KINDS = {
-    FieldKind.STRING: rf"^{_STR}$",
-    FieldKind.INTEGER: rf"^{_INT}$",
-    FieldKind.TIMESTAMP: rf"^{_STR}$",
-    FieldKind.OBJECT: rf"^{_NESTED}$",
-}
 
+_TS = r"^(?:19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T(?:[0-1][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-5][0-9])$"
+_PLAIN_TEXT = r'^[^"\\\x00-\x1f]*$'  # json.dumps writes it between quotes as it is
+_JSON_TYPES: dict[type, str] = {
+    type(None): "null",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
 TEMPLATE_SAMPLE = 128  # lines parsed in Python to find the next most frequent layout
-TEMPLATE_MIN_ROWS = 256  # a smaller group costs more in fixed Polars overhead than Python takes for it
+TEMPLATE_MIN_ROWS = 256  # a smaller group costs more in fixed Polars overhead than the msgspec tier takes for it
 TEMPLATE_MIN_SAMPLED = 2  # a layout seen once in the sample may be a one-off
 MAX_TEMPLATES = 16
 MAX_TEMPLATE_NODES = 512  # JSON values in one layout: a bigger one is rare, and its regex large
 MAX_TEMPLATE_DEPTH = 8
 MAX_TEMPLATE_REGEX = 8192  # characters: a longer regex (long keys) takes a while to compile
-GENERIC_MIN_ROWS = 512  # fewer lines left than this: Python is as quick as the generic grammar's fixed cost
 UTF8_BLOCK_ROWS = 4096  # a chunk with invalid UTF-8 is checked line by line only in the blocks that hold it
+
+_encode = msgspec.json.encode
 
 
 def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
@@ -74,12 +92,14 @@ def stage_fast(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: 
 
 
 def stage_vouched(raw: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
-    """The lines a vectorised tier vouches for, staged: `_row` (position in `raw`, in no particular order) and
-    the columns records.stage_records builds. The lines left out are Python's to stage."""
+    """The lines a fast path vouches for, staged: `_row` (position in `raw`, in no particular order) and the
+    columns records.stage_records builds. The lines left out are Python's to stage."""
     text = _utf8(raw)
     frames, leftover = _stage_templates(raw, text, fields, content_fields)
-    if leftover.len() >= GENERIC_MIN_ROWS:
-        frames.append(_stage_generic(text.gather(leftover), leftover, fields, content_fields))
+    if leftover.len():  # the valid UTF-8 lines no template matched
+        whole = leftover.len() == raw.len()
+        left_raw, left_text = (raw, text) if whole else (raw.gather(leftover), text.gather(leftover))
+        frames.append(_stage_decoded(left_raw, left_text, leftover, fields, content_fields))
     if not frames:
         return pl.DataFrame(schema=_schema(fields))
     return pl.concat(frames, how="vertical")
@@ -96,51 +116,6 @@ def _schema(fields: Mapping[str, FieldKind]) -> dict[str, Any]:
         "_shape": pl.List(pl.String),
         "_content_hash": pl.String(),
     }
-
-
-def _utf8(raw: pl.Series) -> pl.Series:
-    """The lines as text, null where not valid UTF-8 (what Python's strict decode refuses: Polars checks the same)."""
-    try:
-        return raw.cast(pl.String)  # refuses the whole column if any line is invalid
-    except pl.exceptions.PolarsError:
-        pass
-    if raw.len() > UTF8_BLOCK_ROWS:  # invalid lines are rare: find the blocks that hold them
-        return pl.concat([_utf8(raw.slice(start, UTF8_BLOCK_ROWS)) for start in range(0, raw.len(), UTF8_BLOCK_ROWS)]).rechunk()
-    valid = pl.Series([line.isascii() or _is_utf8(line) for line in raw.to_list()], dtype=pl.Boolean)
-    return raw.zip_with(valid, pl.Series([None], dtype=pl.Binary).extend_constant(None, raw.len() - 1)).cast(pl.String)
-
-
-def _is_utf8(line: bytes) -> bool:
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _sha256_hex(texts: pl.Series) -> pl.Series:
-    """sha256 hex digest of each text's UTF-8 bytes (null stays null)."""
-    sha256 = hashlib.sha256
-    return pl.Series([None if b is None else sha256(b).hexdigest() for b in texts.cast(pl.Binary).to_list()], dtype=pl.String)
-
-
-def _timestamp(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(epoch microseconds in UTC, vouched) for the text of a plain RFC 3339 instant (see _TS)."""
-    day = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
-    zulu = text.str.ends_with("Z")
-    zone = text.str.tail(6)  # `+hh:mm` unless zulu
-    fraction = text.str.slice(19).str.head(pl.when(zulu).then(-1).otherwise(-6)).str.slice(1)  # digits after `.`, or ""
-    micros_part = fraction.str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64, strict=False)
-    zone_minutes = zone.str.slice(1, 2).cast(pl.Int64, strict=False) * 60 + zone.str.slice(4, 2).cast(pl.Int64, strict=False)
-    offset_minutes = pl.when(zulu).then(0).when(zone.str.starts_with("-")).then(-zone_minutes).otherwise(zone_minutes)
-    seconds = (
-        text.str.slice(11, 2).cast(pl.Int64, strict=False) * 3600
-        + text.str.slice(14, 2).cast(pl.Int64, strict=False) * 60
-        + text.str.slice(17, 2).cast(pl.Int64, strict=False)
-    )
-    micros = day.cast(pl.Datetime("us")).cast(pl.Int64) + seconds * 1_000_000 + micros_part - offset_minutes * 60_000_000
-    vouched = text.str.contains(_TS) & day.is_not_null() & (offset_minutes.abs() <= 14 * 60)
-    return micros, vouched.fill_null(False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -480,107 +455,190 @@ def _stage_template(template: _Template, text: pl.Series, rows: pl.Series, field
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Tier 2: the generic grammar
+# Tier 2: msgspec
 
 
-def _value_of(name: str, kind: FieldKind) -> pl.Expr:
-    """The raw JSON text of top-level field `name`, or null when absent.
-
-    Nested objects are flat here and hold only `[A-Za-z0-9_]` keys and scalars, so a `"name":`
-    preceded by `{` or `,` in the line with nested objects blanked out is the top-level key.
-    """
-    scalar = pl.col("_flat").str.extract(rf'[{{,]"{_escape(name)}":({_SCALAR}|\{{\}})', 1)
-    if kind is not FieldKind.OBJECT:
-        return scalar
-    nested = pl.col("_fast_text").str.extract(rf'[{{,]"{_escape(name)}":({_NESTED})', 1)
-    return pl.when(scalar == "{}").then(nested).otherwise(scalar)
-
-
-def _flat(line: pl.Expr) -> pl.Expr:
-    """The line with each nested object blanked to `{}` (the line itself, when flat, matches _NESTED too)."""
-    inner = line.str.strip_prefix("{").str.strip_suffix("}")
-    return pl.lit("{") + inner.str.replace_all(_NESTED, "{}") + pl.lit("}")
-
-
-def _escape(name: str) -> str:
-    return "".join(f"\\{c}" if not c.isalnum() and c != "_" else c for c in name)
-
-
-def _keys_unique() -> pl.Expr:
-    """No duplicate key at the top level (`_keys`), nor inside any nested object."""
-    unique = pl.col("_keys").list.len() == pl.col("_keys").list.unique().list.len()
-    nested = pl.col("_fast_text").str.strip_prefix("{").str.strip_suffix("}").str.extract_all(_NESTED)
-    keys = pl.element().str.extract_all(r'"[A-Za-z0-9_]+":')
-    nested_ok = nested.list.eval(keys.list.len() == keys.list.unique().list.len()).list.all()
-    return unique & nested_ok.fill_null(True)
-
-
-def _canonical_object(value: pl.Expr) -> pl.Expr:
-    """Sorted keys, compact: the members of a flat object sort as text because keys are [A-Za-z0-9_]."""
-    members = value.str.strip_prefix("{").str.strip_suffix("}").str.extract_all(rf'"[A-Za-z0-9_]+":{_SCALAR}')
-    return pl.lit("{") + members.list.sort().list.join(",") + pl.lit("}")
-
-
-def _stage_generic(text: pl.Series, rows: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.DataFrame:
-    """The lines of `text` (valid UTF-8) the generic grammar vouches for, staged, with their `_row` from `rows`."""
-    frame = pl.DataFrame({"_row": rows, "_fast_text": text}).with_columns(_fast=pl.col("_fast_text").str.contains(LINE))
-    frame = frame.filter("_fast")  # the rest is Python's
-    frame = frame.with_columns(_flat=_flat(pl.col("_fast_text")))
-    # Each top-level member as `"key":` plus its value's first character, which names its JSON type here.
-    members = pl.col("_flat").str.extract_all(rf"[{{,]{_KEY}:.")
-    frame = frame.with_columns(
-        _keys=members.list.eval(pl.element().str.slice(2).str.head(-3)),
-        _shape=members.list.eval(
-            pl.element().str.slice(2).str.head(-3)
-            + pl.lit(":")
-            + pl.element().str.tail(1).replace_strict(_JSON_TYPES, default="integer", return_dtype=pl.String)
-        ),
-    )
-    frame = frame.with_columns(_fast=_keys_unique().fill_null(False))
-    frame = frame.with_columns(**{f"_json_{name}": _value_of(name, kind) for name, kind in fields.items()})
-    columns: dict[str, pl.Expr] = {}
-    vouched = pl.col("_fast")
+def _stage_decoded(
+    raw: pl.Series, text: pl.Series, rows: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]
+) -> pl.DataFrame:
+    """The lines of `raw` (`text`: the same, null where not UTF-8) msgspec's tier vouches for, staged, `_row` from `rows`."""
+    plain = text.is_not_null() & ~text.str.contains("\\u003", literal=True)  # no `\u003a` can hide a `:`
+    brackets = text.str.count_matches("{", literal=True) + text.str.count_matches("[", literal=True)
+    plain &= brackets <= MAX_NESTING_DEPTH  # so no line deeper than the limit is decoded here
+    colons = text.str.count_matches(":", literal=True).fill_null(0).to_list()
+    decoder = _Decoder()
+    kept: list[int] = []
+    objects: list[dict[str, Any]] = []
+    with_floats: list[bool] = []
+    for row, line in enumerate(raw.to_list()) if plain.all() else ((r, raw[r]) for r in plain.arg_true().to_list()):
+        obj = decoder.decoded(line, colons[row])
+        if obj is not None:
+            kept.append(row)
+            objects.append(obj)
+            with_floats.append(decoder.floats)
+    frame = pl.DataFrame({"_row": rows.gather(pl.Series(kept, dtype=pl.get_index_type()))})
+    ok = pl.Series([True] * len(objects), dtype=pl.Boolean)
+    columns: dict[str, pl.Series] = {}
     for name, kind in fields.items():
-        value = pl.col(f"_json_{name}")
-        missing = value.is_null() | (value == "null")
-        kind_ok = value.str.contains(_KINDS[kind]).fill_null(False)
-        if kind is FieldKind.STRING:
-            typed = value.str.strip_prefix('"').str.strip_suffix('"')
-        elif kind is FieldKind.INTEGER:
-            typed = value.cast(pl.Int64, strict=False)
-        elif kind is FieldKind.TIMESTAMP:
-            typed, ts_ok = _timestamp(value.str.strip_prefix('"').str.strip_suffix('"'))
-            kind_ok = kind_ok & ts_ok
-        else:
-            typed = _canonical_object(value)
-        vouched = vouched & (missing | kind_ok)
-        columns[name] = pl.when(missing).then(None).otherwise(typed)
-        columns[f"{name}__state"] = pl.when(missing).then(pl.lit(State.MISSING)).otherwise(pl.lit(State.OK))
-    frame = frame.with_columns(_fast=vouched).filter("_fast").with_columns(**columns)
-    known = list(fields)
-    keys = pl.col("_keys")
-    extra = keys.list.set_difference(pl.lit(known, dtype=pl.List(pl.String))).list.sort()
-    frame = frame.with_columns(_extra_fields=pl.when(extra.list.len() > 0).then(extra.list.join(",")))
-    content = [_content_literal(name, fields[name]) for name in content_fields]
-    listed = pl.concat_str(content, separator=",") if content else pl.lit("")  # no content fields: the hash of []
-    frame = frame.with_columns(_hash_text=pl.lit("[") + listed + pl.lit("]"))
+        typed, fine = _column(name, kind, [obj.get(name) for obj in objects], with_floats)
+        columns[name], ok = typed, ok & fine
     frame = frame.with_columns(
-        _content_hash=_sha256_hex(frame.get_column("_hash_text")), _parse_error=pl.lit(None, dtype=pl.String)
-    )
-    selected = [pl.col("_row")]
-    for name, kind in fields.items():
-        column = pl.col(name).cast(kind.polars_type)
-        selected += [column.cast(pl.Datetime("us", "UTC")) if kind is FieldKind.TIMESTAMP else column, pl.col(f"{name}__state")]
+        **{name: columns[name] for name in fields},
+        _extra_fields=_extra_fields(objects, fields),
+        _shape=_shapes(objects),
+        _ok=ok,
+    ).filter("_ok")
+    states = {
+        f"{name}__state": pl.when(pl.col(name).is_null()).then(pl.lit(State.MISSING)).otherwise(pl.lit(State.OK))
+        for name in fields
+    }
+    frame = frame.with_columns(**states, _parse_error=pl.lit(None, dtype=pl.String))
+    hash_text = frame.with_columns(_content_text(fields, content_fields)).get_column("_hash_text")
+    frame = frame.with_columns(_content_hash=_sha256_hex(hash_text))
+    selected = ["_row"] + [c for name in fields for c in (name, f"{name}__state")]
     return frame.select(*selected, "_parse_error", "_extra_fields", "_shape", "_content_hash")
 
 
-def _content_literal(name: str, kind: FieldKind) -> pl.Expr:
-    """The field's value as json.dumps renders it inside records.canonical_json's list."""
-    value = pl.col(name)
+class _Decoder:
+    """msgspec's decoder, with floats parsed as the reference parses them (`float(text)`, refusing what
+    overflows) and counted, so a line's values are known to hold no float when `floats` is False."""
+
+    def __init__(self) -> None:
+        self._floats = 0
+        self._decode = msgspec.json.Decoder(float_hook=self._float).decode
+        self.floats = False
+
+    def _float(self, text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"number {text[:40]} is beyond the float range")
+        self._floats += 1
+        return value
+
+    def decoded(self, line: bytes, colons: int) -> dict[str, Any] | None:
+        """The JSON object msgspec decodes `line` to, or None when the reference might answer otherwise.
+        `colons`: the `:` in the line (the caller checked it has no `\\u003` and few brackets)."""
+        before = self._floats
+        try:
+            obj = self._decode(line)
+            if type(obj) is not dict or _encode(obj).count(b":") != colons:
+                return None  # not an object, or a member was dropped for a repeated key
+        except Exception:  # any refusal (DecodeError, UnicodeDecodeError, RecursionError...) is the reference's to word
+            return None
+        self.floats = self._floats != before
+        return obj
+
+
+def _column(name: str, kind: FieldKind, values: list[Any], with_floats: list[bool]) -> tuple[pl.Series, pl.Series]:
+    """(the typed column, whether each value is null or plainly of its kind); `with_floats`: which lines hold a float."""
     if kind is FieldKind.STRING:
-        text = pl.lit('"') + value + pl.lit('"')  # no escapes or control characters: dumps adds none
-    elif kind is FieldKind.OBJECT:
-        text = pl.lit('"') + value.str.replace_all('"', '\\"', literal=True) + pl.lit('"')
-    else:
-        text = value.cast(pl.String)
-    return text.fill_null("null")
+        text = pl.Series(name, [v if type(v) is str else None for v in values], dtype=pl.String)
+        strings = pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
+        return text, strings & text.str.contains(_PLAIN_TEXT).fill_null(True)
+    if kind is FieldKind.INTEGER:
+        in_range = [v is None or (type(v) is int and INT64_MIN <= v <= INT64_MAX) for v in values]
+        kept = [v if ok else None for v, ok in zip(values, in_range, strict=True)]
+        return pl.Series(name, kept, dtype=pl.Int64), pl.Series(in_range, dtype=pl.Boolean)
+    if kind is FieldKind.TIMESTAMP:
+        text = pl.Series(name, [v if type(v) is str else None for v in values], dtype=pl.String)
+        micros, vouched = _timestamps(text)
+        strings = pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
+        return micros.cast(pl.Datetime("us", "UTC")).alias(name), strings & (text.is_null() | vouched)
+    # msgspec's sorted compact rendering is canonical_json's but for floats (repr differs: 1e-07, 1e+16).
+    objects = [
+        (canonical_json(v) if floats else _encode(v, order="sorted").decode()) if type(v) is dict else None
+        for v, floats in zip(values, with_floats, strict=True)
+    ]
+    plain = [v is None or type(v) is dict for v in values]
+    return pl.Series(name, objects, dtype=pl.String), pl.Series(plain, dtype=pl.Boolean)
+
+
+def _timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series]:
+    frame = text.to_frame("t").select(*_timestamp(pl.col("t")))
+    return frame.to_series(0), frame.to_series(1)
+
+
+def _extra_fields(objects: list[dict[str, Any]], fields: Mapping[str, FieldKind]) -> pl.Series:
+    known = set(fields)
+    extras = [None if known.issuperset(obj) else ",".join(sorted(set(obj) - known)) for obj in objects]
+    return pl.Series("_extra_fields", extras, dtype=pl.String)
+
+
+def _shapes(objects: list[dict[str, Any]]) -> pl.Series:
+    """Every top-level `key:json type`, in line order, built flat and cut into lists (one list per line)."""
+    keys: list[str] = []
+    types: list[type] = []
+    offsets = [0]
+    for obj in objects:
+        keys.extend(obj)
+        types.extend(map(type, obj.values()))
+        offsets.append(len(keys))
+    names = list(map(_JSON_TYPES.__getitem__, types))
+    flat = pl.DataFrame({"k": keys, "t": names}, schema={"k": pl.String, "t": pl.String})
+    members = flat.select(pl.concat_str("k", pl.lit(":"), "t")).to_series().to_arrow()
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), members)
+    return pl.Series("_shape", pl.from_arrow(lists), dtype=pl.List(pl.String))
+
+
+def _content_text(fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.Expr:
+    """canonical_json of the content fields' typed values, as text (strings here need no escape but the payload's)."""
+    parts = []
+    for name in content_fields:
+        value, kind = pl.col(name), fields[name]
+        if kind is FieldKind.STRING:
+            text = pl.lit('"') + value + pl.lit('"')
+        elif kind is FieldKind.OBJECT:  # canonical JSON text in a JSON string: `\` and `"` escaped, no control characters
+            escaped = value.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+            text = pl.lit('"') + escaped + pl.lit('"')
+        elif kind is FieldKind.TIMESTAMP:
+            text = value.dt.epoch("us").cast(pl.String)
+        else:
+            text = value.cast(pl.String)
+        parts.append(text.fill_null("null"))
+    listed = pl.concat_str(parts, separator=",") if parts else pl.lit("")
+    return (pl.lit("[") + listed + pl.lit("]")).alias("_hash_text")
+
+
+def _utf8(raw: pl.Series) -> pl.Series:
+    """The lines as text, null where not valid UTF-8 (what Python's strict decode refuses: Polars checks the same)."""
+    try:
+        return raw.cast(pl.String)  # refuses the whole column if any line is invalid
+    except pl.exceptions.PolarsError:
+        pass
+    if raw.len() > UTF8_BLOCK_ROWS:  # invalid lines are rare: find the blocks that hold them
+        return pl.concat([_utf8(raw.slice(start, UTF8_BLOCK_ROWS)) for start in range(0, raw.len(), UTF8_BLOCK_ROWS)]).rechunk()
+    valid = pl.Series([line.isascii() or _is_utf8(line) for line in raw.to_list()], dtype=pl.Boolean)
+    return raw.zip_with(valid, pl.Series([None], dtype=pl.Binary).extend_constant(None, raw.len() - 1)).cast(pl.String)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _sha256_hex(texts: pl.Series) -> pl.Series:
+    """sha256 hex digest of each text's UTF-8 bytes (null stays null)."""
+    sha256 = hashlib.sha256
+    return pl.Series([None if b is None else sha256(b).hexdigest() for b in texts.cast(pl.Binary).to_list()], dtype=pl.String)
+
+
+def _timestamp(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(epoch microseconds in UTC, vouched) for the text of a plain RFC 3339 instant (see _TS)."""
+    day = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+    zulu = text.str.ends_with("Z")
+    zone = text.str.tail(6)  # `+hh:mm` unless zulu
+    fraction = text.str.slice(19).str.head(pl.when(zulu).then(-1).otherwise(-6)).str.slice(1)  # digits after `.`, or ""
+    micros_part = fraction.str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64, strict=False)
+    zone_minutes = zone.str.slice(1, 2).cast(pl.Int64, strict=False) * 60 + zone.str.slice(4, 2).cast(pl.Int64, strict=False)
+    offset_minutes = pl.when(zulu).then(0).when(zone.str.starts_with("-")).then(-zone_minutes).otherwise(zone_minutes)
+    seconds = (
+        text.str.slice(11, 2).cast(pl.Int64, strict=False) * 3600
+        + text.str.slice(14, 2).cast(pl.Int64, strict=False) * 60
+        + text.str.slice(17, 2).cast(pl.Int64, strict=False)
+    )
+    micros = day.cast(pl.Datetime("us")).cast(pl.Int64) + seconds * 1_000_000 + micros_part - offset_minutes * 60_000_000
+    vouched = text.str.contains(_TS) & day.is_not_null() & (offset_minutes.abs() <= 14 * 60)
+    return micros.alias("micros"), vouched.fill_null(False).alias("vouched")

@@ -1,10 +1,14 @@
-"""The vectorised staging path gives exactly what the line-by-line Python path gives, faults included.
+"""The fast staging paths give exactly what the line-by-line Python path gives, faults included.
 
-Each comparison runs with the default thresholds and with each vectorised tier forced on for every
-line it can take (templates alone, the generic grammar alone, both), so a few lines exercise them all.
+Each comparison runs with the default thresholds, with templates forced on for every line they can
+take (the rest to msgspec), with msgspec alone, and with both and invalid UTF-8 searched block by
+block; lines come in the project's compact layout and in other producers' layouts
+(tests/property/test_staging_equivalence.py fuzzes the layouts further).
 """
 
+import gzip
 import itertools
+import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -15,6 +19,7 @@ from polars.testing import assert_frame_equal
 
 from assets.billing_feed import BILLING_EVENTS
 from assets.sample_data import generate_landing
+from benchmarks.data import ARRIVAL, LAYOUTS, arrival_batch, json_lines
 from lakehouse.staging import records, records_fast
 from lakehouse.staging.landing import read_batch
 from lakehouse.staging.records import stage_records
@@ -56,9 +61,9 @@ TRICKY = [
 ]
 TIERS = {
     "default": {},
-    "templates": {"TEMPLATE_MIN_ROWS": 1, "TEMPLATE_MIN_SAMPLED": 1, "MAX_TEMPLATES": 10_000, "GENERIC_MIN_ROWS": 10**9},
-    "generic": {"MAX_TEMPLATES": 0, "GENERIC_MIN_ROWS": 0},
-    "both": {"TEMPLATE_MIN_ROWS": 1, "TEMPLATE_MIN_SAMPLED": 2, "GENERIC_MIN_ROWS": 0},
+    "templates": {"TEMPLATE_MIN_ROWS": 1, "TEMPLATE_MIN_SAMPLED": 1, "MAX_TEMPLATES": 10_000},
+    "msgspec": {"MAX_TEMPLATES": 0},
+    "blocks": {"TEMPLATE_MIN_ROWS": 1, "TEMPLATE_MIN_SAMPLED": 2, "UTF8_BLOCK_ROWS": 2},  # invalid UTF-8 found per block
 }
 TS = b"2025-01-10T00:00:00Z"
 TIMESTAMPS = [
@@ -170,7 +175,7 @@ def test_tricky_values_in_shared_layouts_stage_exactly_as_the_python_path(tier: 
     assert_frame_equal(fast, reference)
 
 
-@pytest.mark.parametrize("tier", ["templates", "generic"], indirect=True)
+@pytest.mark.parametrize("tier", ["templates", "msgspec"], indirect=True)
 def test_the_vectorised_path_vouches_for_plain_lines_only(tier: str) -> None:
     vouched = stage_fast(pl.Series(TRICKY, dtype=pl.Binary), BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
     assert vouched.get_column("_fast").to_list()[:4] == [True, False, False, True]
@@ -206,3 +211,34 @@ def test_a_feed_without_content_fields_hashes_the_empty_list_on_both_paths(tier:
     rows = pl.DataFrame({"_raw": TRICKY + VARIANTS}, schema={"_raw": pl.Binary})
     fast = stage_records(rows, BILLING_EVENTS.fields, [])
     assert_frame_equal(fast, stage_records(rows, BILLING_EVENTS.fields, [], vectorised=False))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_producer_layout_is_vouched_for_whole_and_stages_exactly_as_the_python_path(tmp_path: Path, layout: str) -> None:
+    frame = arrival_batch(600, seed=3)
+    folder = tmp_path / "landing" / "billing_events" / ARRIVAL.isoformat()
+    folder.mkdir(parents=True)
+    lines = json_lines(frame, layout, seed=3).to_list()
+    (folder / "a.jsonl.gz").write_bytes(gzip.compress(("\r\n".join(lines[:300]) + "\r\n").encode()))
+    (folder / "b.jsonl").write_bytes(("\n".join(lines[300:])).encode())
+    raws = read_batch(tmp_path, "billing_events", ARRIVAL).rows.get_column("_raw").to_list()
+    assert len(raws) == 600
+    staged = stage_vouched(pl.Series(raws, dtype=pl.Binary), BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
+    assert staged.height == 600  # no line of any layout is left to the per-line path
+    fast, reference = _both(raws)
+    assert_frame_equal(fast, reference)
+
+
+def test_float_payloads_unknown_fields_and_escapes_in_any_order_stage_exactly_as_the_python_path() -> None:
+    base = json.loads(PLAIN)
+    payloads = [{"rate": 0.15, "n": 1e-07, "big": 1e16, "x": [1.5, {"y": -0.0}]}, {"k": 'é\\"\n\u2028', "é": 2**70}, {}]
+    raws = []
+    for n, payload in enumerate(payloads * 20):
+        record = dict(
+            sorted({**base, "payload": payload, "extra": n, "event_id": f"e{n}"}.items(), key=lambda kv: hash(kv[0]) % 7)
+        )
+        raws.append(json.dumps(record, ensure_ascii=n % 2 == 0, indent=None if n % 3 else 1).replace("\n", " ").encode())
+    staged = stage_vouched(pl.Series(raws, dtype=pl.Binary), BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
+    assert staged.height == len(raws)
+    fast, reference = _both(raws)
+    assert_frame_equal(fast, reference)
