@@ -165,75 +165,6 @@ def pending_arrival_dates(settings: Settings, dataset: str) -> list[date]:
     ]
 
 
-def _run_arrival_dates(
-    settings: Settings,
-    arrival_dates: list[date],
-    max_rejected_fraction: float | None = None,
-    instance: dg.DagsterInstance | None = None,
-    accept_damaged_files: bool = False,
-    feed: FeedSpec | None = None,
-    accept_volume_anomaly: bool = False,
-) -> list[DateOutcome]:
-    feed = feed or default_feed()
-    defs = build_definitions(settings, [feed])
-    instance = instance or instance_for(settings)
-    fail_abandoned_cli_runs(instance)
-    cli_tags = {"lakehouse/trigger": "cli", PID_TAG: f"{socket.gethostname()}:{os.getpid()}"}
-    ingest, refresh = defs.resolve_job_def(feed.ingest_job), defs.resolve_job_def(feed.gold_job)
-    quiet = {
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}}
-    }  # the instance keeps every event; the terminal gets the summary
-    run_config = {
-        "ops": {
-            feed.silver_op: {
-                "config": {
-                    "max_rejected_fraction": max_rejected_fraction,
-                    "accept_damaged_files": accept_damaged_files,
-                    "accept_volume_anomaly": accept_volume_anomaly,
-                }
-            }
-        },
-        **quiet,
-    }
-    outcomes = []
-    for arrival in sorted(set(arrival_dates)):
-        if arrival < settings.partitions_start:
-            raise ValueError(
-                f"arrival date {arrival} is before the partitions start {settings.partitions_start} (LAKEHOUSE_PARTITIONS_START)"
-            )
-        result = ingest.execute_in_process(
-            partition_key=arrival.isoformat(),
-            instance=instance,
-            run_config=run_config,
-            raise_on_error=False,
-            tags=cli_tags,
-        )
-        if not result.success:
-            message = _failure_message(result)
-            outcomes.append(DateOutcome(arrival, result.run_id, False, None, None, message))
-            continue
-        batch = (
-            OpsTables(settings.root)
-            .batch_rows(feed.dataset)
-            .filter((pl.col("arrival_date") == arrival) & pl.col("status").is_in(["published", "complete"]))
-            .sort("_recorded_at")
-            .tail(1)
-        )
-        row = batch.row(0, named=True)
-        touched = [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")]
-        request = gold_refresh_request(row["batch_id"], arrival, touched, settings.event_partitions_start)
-        gold = refresh.execute_in_process(
-            instance=instance, raise_on_error=False, run_config=quiet, tags={**request.tags, **cli_tags}
-        )
-        message = (
-            f"published batch {row['batch_id'][:12]}; gold refreshed for {len(touched)} event dates"
-            if gold.success
-            else "gold refresh failed"
-        )
-        outcomes.append(DateOutcome(arrival, result.run_id, True, gold.run_id, gold.success, message))
-    return outcomes
-
-
 def run_arrival_dates(
     settings: Settings,
     arrival_dates: list[date],
@@ -246,6 +177,61 @@ def run_arrival_dates(
     """Ingest then refresh gold for each arrival date of `feed` (default: the code location's one feed), in date
     order, through the real definitions."""
     with reaping_abandoned_cli_runs(settings):
-        return _run_arrival_dates(
-            settings, arrival_dates, max_rejected_fraction, instance, accept_damaged_files, feed, accept_volume_anomaly
-        )
+        feed = feed or default_feed()
+        defs = build_definitions(settings, [feed])
+        instance = instance or instance_for(settings)
+        fail_abandoned_cli_runs(instance)
+        cli_tags = {"lakehouse/trigger": "cli", PID_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+        ingest, refresh = defs.resolve_job_def(feed.ingest_job), defs.resolve_job_def(feed.gold_job)
+        quiet = {
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}}
+        }  # the instance keeps every event; the terminal gets the summary
+        run_config = {
+            "ops": {
+                feed.silver_op: {
+                    "config": {
+                        "max_rejected_fraction": max_rejected_fraction,
+                        "accept_damaged_files": accept_damaged_files,
+                        "accept_volume_anomaly": accept_volume_anomaly,
+                    }
+                }
+            },
+            **quiet,
+        }
+        outcomes = []
+        for arrival in sorted(set(arrival_dates)):
+            if arrival < settings.partitions_start:
+                raise ValueError(
+                    f"arrival date {arrival} is before the partitions start {settings.partitions_start} (LAKEHOUSE_PARTITIONS_START)"
+                )
+            result = ingest.execute_in_process(
+                partition_key=arrival.isoformat(),
+                instance=instance,
+                run_config=run_config,
+                raise_on_error=False,
+                tags=cli_tags,
+            )
+            if not result.success:
+                message = _failure_message(result)
+                outcomes.append(DateOutcome(arrival, result.run_id, False, None, None, message))
+                continue
+            batch = (
+                OpsTables(settings.root)
+                .batch_rows(feed.dataset)
+                .filter((pl.col("arrival_date") == arrival) & pl.col("status").is_in(["published", "complete"]))
+                .sort("_recorded_at")
+                .tail(1)
+            )
+            row = batch.row(0, named=True)
+            touched = [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")]
+            request = gold_refresh_request(row["batch_id"], arrival, touched, settings.event_partitions_start)
+            gold = refresh.execute_in_process(
+                instance=instance, raise_on_error=False, run_config=quiet, tags={**request.tags, **cli_tags}
+            )
+            message = (
+                f"published batch {row['batch_id'][:12]}; gold refreshed for {len(touched)} event dates"
+                if gold.success
+                else "gold refresh failed"
+            )
+            outcomes.append(DateOutcome(arrival, result.run_id, True, gold.run_id, gold.success, message))
+        return outcomes
