@@ -189,3 +189,31 @@ def test_a_broken_silver_table_fails_its_blocking_table_check_and_gold_is_not_re
     check = check_evaluations(instance, outcome.ingest_run_id)["silver_has_one_row_per_event_id"]
     assert not check.passed and check.metadata["sample"].value == ["e1"]
     assert gold(tmp_path).equals(gold_before)
+
+
+def test_a_batch_gold_refresh_is_judged_on_its_own_dates_not_on_a_date_another_batch_changed_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Batch A touches event dates 8 and 10 (a range holding 9); batch B changes 9 and publishes before A's gold
+    run: A's refresh must pass on the dates it refreshed, and B's own refresh then brings 9 up to date."""
+    from lakehouse.batches.batch import publish_silver
+    from lakehouse.batches.bronze import land_bronze
+
+    settings = settings_for(tmp_path)
+    defs, instance = build_definitions(settings), dg.DagsterInstance.ephemeral()
+    land(tmp_path, D1, "a.jsonl", [event("a8", ts="2025-01-08T10:00:00Z"), event("a10", ts="2025-01-10T10:00:00Z")])
+    land(tmp_path, D2, "b.jsonl", [event("b9", ts="2025-01-09T10:00:00Z")])
+    for day in (date(2025, 1, 10), date(2025, 1, 11)):  # both publish before either gold run, as two sensor runs can
+        land_bronze(settings, BILLING_EVENTS, day, "r", "t")
+        publish_silver(settings, BILLING_EVENTS, day, "r", "t")
+    requests = sensor_result(defs, "billing_events_gold_refresh_sensor", instance).run_requests
+    by_range = {(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]): r for r in requests}
+    first = by_range[("2025-01-08", D1)]  # A's range holds 2025-01-09, which only B touched
+    result = defs.resolve_job_def(BILLING_EVENTS.gold_job).execute_in_process(
+        instance=instance, tags=first.tags, raise_on_error=False
+    )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    assert sorted(gold(tmp_path).get_column("event_date").to_list()) == [date(2025, 1, 8), date(2025, 1, 10)]
+    second = by_range[("2025-01-09", "2025-01-09")]
+    assert defs.resolve_job_def(BILLING_EVENTS.gold_job).execute_in_process(instance=instance, tags=second.tags).success
+    assert sorted(gold(tmp_path).get_column("event_date").to_list()) == [date(2025, 1, d) for d in (8, 9, 10)]

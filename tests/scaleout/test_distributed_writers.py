@@ -111,11 +111,6 @@ def test_a_killed_lock_holder_frees_the_lock_and_a_rerun_is_exact(tmp_path: Path
     assert_same_content(content(local), content(s3_root))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: under load (the full suite on 2 cores) the first date's gold refresh once failed "
-    "gold_matches_silver_aggregate while the other run published; not yet diagnosed (passes alone)",
-)
 def test_two_runs_of_different_dates_at_once_on_one_object_store_using_the_pool_for_the_first_time(
     tmp_path: Path, s3_root: str, pg_instance: str
 ) -> None:
