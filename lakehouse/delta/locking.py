@@ -66,11 +66,12 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "
 
 def lock_dsn(dsn: str | None = None) -> str | None:
     """The PostgreSQL the writer lock lives in: `dsn`, else LAKEHOUSE_LOCK_DSN, else the PostgreSQL instance's
-    DAGSTER_PG_* variables (the same database the Dagster instance uses), else None."""
+    DAGSTER_PG_* variables, else the dagster-postgres storage DAGSTER_HOME's own dagster.yaml configures (the
+    same database the Dagster instance uses), else None."""
     if dsn or os.environ.get(LOCK_DSN_ENV):
         return dsn or os.environ[LOCK_DSN_ENV]
     if not os.environ.get("DAGSTER_PG_HOST"):
-        return None
+        return instance_dsn()
     parts = {
         "host": os.environ["DAGSTER_PG_HOST"],
         "port": os.environ.get("DAGSTER_PG_PORT", "5432"),
@@ -79,6 +80,32 @@ def lock_dsn(dsn: str | None = None) -> str | None:
         "dbname": os.environ.get("DAGSTER_PG_DB", "postgres"),
     }
     return " ".join(f"{k}='{v}'" for k, v in parts.items() if v)
+
+
+def instance_dsn() -> str | None:
+    """The PostgreSQL of the Dagster instance in DAGSTER_HOME (an operator's own dagster.yaml included): its
+    `storage: postgres:` (or legacy `run_storage:`) `postgres_url` or `postgres_db`, `env:` values resolved."""
+    import yaml
+    from dagster_postgres.utils import pg_url_from_config
+
+    config_file = Path(os.environ.get("DAGSTER_HOME", "")) / "dagster.yaml"
+    if not os.environ.get("DAGSTER_HOME") or not config_file.is_file():
+        return None
+    config = yaml.safe_load(config_file.read_text()) or {}
+    storage = (config.get("storage") or {}).get("postgres") or (config.get("run_storage") or {}).get("config")
+    if not isinstance(storage, dict) or not ({"postgres_url", "postgres_db"} & set(storage)):
+        return None
+    url = pg_url_from_config(_with_env(storage))
+    return url.replace("postgresql+psycopg2://", "postgresql://", 1)  # the lock connects with psycopg2 directly
+
+
+def _with_env(value: Any) -> Any:
+    """A Dagster config value with each `{env: NAME}` replaced by the variable's value."""
+    if isinstance(value, dict):
+        if set(value) == {"env"}:
+            return os.environ.get(value["env"], "")
+        return {k: _with_env(v) for k, v in value.items()}
+    return value
 
 
 def lock_key(root: str, name: str) -> int:
