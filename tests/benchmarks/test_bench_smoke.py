@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from benchmarks.data import LAYOUTS
 from benchmarks.run import main, plan
 from benchmarks.sizes import SIZES
 
@@ -42,7 +43,10 @@ def test_smoke_run_measures_every_scenario_and_baseline(smoke_run: tuple[dict, s
 
 def test_smoke_run_reports_every_target_with_a_finite_ratio(smoke_run: tuple[dict, str]) -> None:
     result, table = smoke_run
-    assert len(result["targets"]) == 9
+    names = [target["target"] for target in result["targets"]]
+    # The nine of before, the mixed layout against the floor, and each producer layout against the best one.
+    assert len(names) == 10 + len(LAYOUTS)
+    assert all(f"end to end, {layout} layout <= 1.5x the best layout's" in names for layout in LAYOUTS)
     for target in result["targets"]:
         assert math.isfinite(target["measured"]) and target["measured"] > 0
         assert target["met"] == (target["measured"] <= target["limit"])
