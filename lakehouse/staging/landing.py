@@ -299,10 +299,13 @@ def scan_date_folder(folder: str | Path, prefix: str, store: LandingStore | None
     return files, ignored
 
 
-def scan_landing(root: str | Path, dataset: str) -> LandingScan:
-    """Every arrival date of a feed with something to run, and every entry (at any level) that is not ingested."""
-    dates, ignored = [], []
+def _feed_level(
+    root: str | Path, dataset: str
+) -> tuple[LandingStore, list[tuple[date, str, str]], list[date], list[IgnoredEntry]]:
+    """The feed folder's own entries: the date folders to look into (date, path, name), the dates a symlinked
+    date folder holds, and every other entry with why it is not read. Lists the feed folder only."""
     store, feed_dir = _feed_dir(root, dataset)
+    folders, held, ignored = [], [], []
     for entry in store.entries(feed_dir):
         shown, arrival = printable(entry.name), _arrival_date(entry.name)
         if entry.kind == LINK:
@@ -312,7 +315,7 @@ def scan_landing(root: str | Path, dataset: str) -> LandingScan:
                 )
             )
             if arrival is not None:
-                dates.append(arrival)
+                held.append(arrival)
         elif _is_hidden(entry.name):
             ignored.append(IgnoredEntry(shown, HIDDEN, "starts with '.' or '_': temporary or marker, never read"))
         elif entry.kind != FOLDER:
@@ -320,11 +323,19 @@ def scan_landing(root: str | Path, dataset: str) -> LandingScan:
         elif arrival is None:
             ignored.append(IgnoredEntry(shown + "/", NOT_A_DATE_FOLDER, "not a real date in YYYY-MM-DD: nothing in it is read"))
         else:
-            files, inside = scan_date_folder(entry.path, f"{entry.name}/", store)
-            ignored += inside
-            if files or any(e.holds_batch for e in inside):
-                dates.append(arrival)
-    return LandingScan(dates, ignored)
+            folders.append((arrival, entry.path, entry.name))
+    return store, folders, held, ignored
+
+
+def scan_landing(root: str | Path, dataset: str) -> LandingScan:
+    """Every arrival date of a feed with something to run, and every entry (at any level) that is not ingested."""
+    store, folders, dates, ignored = _feed_level(root, dataset)
+    for arrival, path, name in folders:
+        files, inside = scan_date_folder(path, f"{name}/", store)
+        ignored += inside
+        if files or any(e.holds_batch for e in inside):
+            dates.append(arrival)
+    return LandingScan(sorted(dates), ignored)
 
 
 def ignored_summary(ignored: list[IgnoredEntry]) -> str:
@@ -335,7 +346,7 @@ def ignored_summary(ignored: list[IgnoredEntry]) -> str:
 
 def feed_level_ignored(root: str | Path, dataset: str) -> list[IgnoredEntry]:
     """The entries not ingested that lie outside any arrival-date folder (a stray folder or file, a hidden one)."""
-    return [e for e in scan_landing(root, dataset).ignored if "/" not in e.path.rstrip("/")]
+    return _feed_level(root, dataset)[3]
 
 
 def landed_arrival_dates(root: str | Path, dataset: str) -> list[date]:
