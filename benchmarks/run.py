@@ -49,6 +49,8 @@ def plan(size: Size, seed: int) -> list[Plan]:
         Plan(f"polars_rewrite_{small}", "polars_rewrite", {"history": small}, "baseline", f"merge_pruned_{small}"),
         Plan(f"polars_rewrite_{large}", "polars_rewrite", {"history": large}, "baseline", f"merge_pruned_{large}"),
         Plan("dagster_trivial", "dagster_trivial", {"runs": size.trivial_runs}, "baseline"),
+        Plan("peer", "peer", landing, "baseline", "floor"),
+        Plan("peer_mixed", "peer", {**landing, "landing": "landing-e2e-mixed"}, "baseline", "peer"),
         Plan("e2e", "e2e", landing, "scenario 1", "floor"),
         *[
             Plan(f"e2e_{layout}", "e2e", {**landing, "landing": f"landing-e2e-{layout}"}, "scenario 1", "e2e")
@@ -169,6 +171,12 @@ def targets(rows: dict[str, dict[str, Any]], size: Size) -> list[dict[str, Any]]
     return [{"target": name, "measured": value, "limit": limit, "met": value <= limit} for name, value, limit in checks]
 
 
+def against_peer(rows: dict[str, dict[str, Any]]) -> list[tuple[str, float]]:
+    """The pipeline's end-to-end time over the hand-built peer's on the same landing (benchmarks/peer.py)."""
+    pairs = [("e2e", "peer"), ("e2e_mixed", "peer_mixed")]
+    return [(f"{a} / {b}", rows[a]["median_s"] / rows[b]["median_s"]) for a, b in pairs if a in rows and b in rows]
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -211,6 +219,8 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         f"| {t['target']} | {t['measured']:.2f} | {t['limit']} | {'yes' if t['met'] else 'NO'} |" for t in result["targets"]
     ]
+    lines += ["", "Against the hand-built peer (no guarantees beyond its checks; see benchmarks/peer.py):", ""]
+    lines += [f"- {name}: {value:.2f}x" for name, value in result["against_peer"]]
     lines += ["", "Extra facts per row (last repeat):", ""]
     lines += [f"- {row['id']}: {json.dumps(row['extra'], sort_keys=True)}" for row in result["rows"] if row["extra"]]
     return "\n".join(lines) + "\n"
@@ -254,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "rows": rows,
         "targets": [] if args.only else targets(by_id, size),
+        "against_peer": against_peer(by_id),
         "total_s": time.perf_counter() - clock,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ def main(argv: list[str]) -> int:
     # process's first validation, which costs over a second once per process, whatever the data.
     import pandera.backends.polars.builtin_checks  # noqa: F401
 
+    import benchmarks.peer  # noqa: F401  (registers the peer's measure)
     from benchmarks.measures import MEASURES
 
     name, work, scratch, params = argv[0], Path(argv[1]), Path(argv[2]), json.loads(argv[3])

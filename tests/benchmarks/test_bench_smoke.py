@@ -60,3 +60,13 @@ def test_smoke_run_did_real_work(smoke_run: tuple[dict, str]) -> None:
     apply = rows["apply_30000"]["extra"]
     assert (apply["inserted"], apply["updated"], apply["duplicate"]) == (700, 200, 100)  # the 70/20/10 mix
     assert rows["merge_pruned_30000"]["extra"] == {"inserted": 700, "updated": 200}
+
+
+def test_smoke_run_prices_the_pipeline_against_a_peer_doing_the_same_job(smoke_run: tuple[dict, str]) -> None:
+    result, table = smoke_run
+    rows = {row["id"]: row for row in result["rows"]}
+    # The yardstick is only fair if the peer keeps the very rows silver keeps, on either layout.
+    assert rows["peer"]["extra"]["silver_rows"] == rows["e2e"]["extra"]["silver_rows"]
+    assert rows["peer_mixed"]["extra"] == rows["peer"]["extra"]
+    assert [name for name, _ in result["against_peer"]] == ["e2e / peer", "e2e_mixed / peer_mixed"]
+    assert all(f"- {name}: " in table for name, _ in result["against_peer"])
