@@ -32,12 +32,16 @@ Both tiers are checked against the Python path on hostile data and on other prod
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import hashlib
+import itertools
 import json
 import math
+import operator
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -461,33 +465,46 @@ def _stage_template(template: _Template, text: pl.Series, rows: pl.Series, field
 def _stage_decoded(
     raw: pl.Series, text: pl.Series, rows: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]
 ) -> pl.DataFrame:
-    """The lines of `raw` (`text`: the same, null where not UTF-8) msgspec's tier vouches for, staged, `_row` from `rows`."""
+    """The lines of `raw` (`text`: the same, null where not UTF-8) msgspec's tier vouches for, staged, `_row` from `rows`.
+
+    Per line, Python only calls msgspec; the rest is done column by column (C-level `map`s, Polars), with the
+    collector paused (see _gc_paused)."""
     plain = text.is_not_null() & ~text.str.contains("\\u003", literal=True)  # no `\u003a` can hide a `:`
     brackets = text.str.count_matches("{", literal=True) + text.str.count_matches("[", literal=True)
     plain &= brackets <= MAX_NESTING_DEPTH  # so no line deeper than the limit is decoded here
-    colons = text.str.count_matches(":", literal=True).fill_null(0).to_list()
-    decoder = _Decoder()
-    kept: list[int] = []
-    objects: list[dict[str, Any]] = []
-    with_floats: list[bool] = []
-    for row, line in enumerate(raw.to_list()) if plain.all() else ((r, raw[r]) for r in plain.arg_true().to_list()):
-        obj = decoder.decoded(line, colons[row])
-        if obj is not None:
-            kept.append(row)
-            objects.append(obj)
-            with_floats.append(decoder.floats)
-    frame = pl.DataFrame({"_row": rows.gather(pl.Series(kept, dtype=pl.get_index_type()))})
-    ok = pl.Series([True] * len(objects), dtype=pl.Boolean)
-    columns: dict[str, pl.Series] = {}
-    for name, kind in fields.items():
-        typed, fine = _column(name, kind, [obj.get(name) for obj in objects], with_floats)
-        columns[name], ok = typed, ok & fine
-    frame = frame.with_columns(
-        **{name: columns[name] for name in fields},
-        _extra_fields=_extra_fields(objects, fields),
-        _shape=_shapes(objects),
+    candidates = pl.Series(range(raw.len()), dtype=pl.get_index_type()) if plain.all() else plain.arg_true()
+    whole = candidates.len() == raw.len()
+    colons = (text if whole else text.gather(candidates)).str.count_matches(":", literal=True)
+    with _gc_paused():
+        objects, float_rows = _decode((raw if whole else raw.gather(candidates)).to_list())
+        kept = candidates
+        if set(map(type, objects)) != {dict}:  # a refused line (None), or JSON that is not an object
+            keep = [i for i, obj in enumerate(objects) if type(obj) is dict]
+            objects, kept, colons = [objects[i] for i in keep], kept.gather(keep), colons.gather(keep)
+            float_rows = {position for position, i in enumerate(keep) if i in float_rows} if float_rows else float_rows
+        with_floats = [i in float_rows for i in range(len(objects))] if float_rows else None
+        repeated = _repeated_keys(objects, colons)
+        if repeated is not None:  # a member was dropped for a repeated key: such lines are left out
+            unrepeated = (~repeated).arg_true()
+            objects, kept = [objects[i] for i in unrepeated], kept.gather(unrepeated)
+            with_floats = [with_floats[i] for i in unrepeated] if with_floats is not None else None
+        ok = pl.repeat(True, len(objects), eager=True)
+        columns: dict[str, pl.Series] = {}
+        for name, kind in fields.items():
+            typed, fine = _column(name, kind, list(map(dict.get, objects, itertools.repeat(name))), with_floats)
+            columns[name] = typed
+            if fine is not None:
+                ok &= fine
+        shapes, extras = _shapes_and_extras(objects, fields)
+        del objects
+    frame = pl.DataFrame({"_row": rows.gather(kept)}).with_columns(
+        **columns,
+        _extra_fields=extras,
+        _shape=shapes,
         _ok=ok,
-    ).filter("_ok")
+    )
+    if not ok.all():
+        frame = frame.filter("_ok")
     states = {
         f"{name}__state": pl.when(pl.col(name).is_null()).then(pl.lit(State.MISSING)).otherwise(pl.lit(State.OK))
         for name in fields
@@ -499,58 +516,92 @@ def _stage_decoded(
     return frame.select(*selected, "_parse_error", "_extra_fields", "_shape", "_content_hash")
 
 
-class _Decoder:
-    """msgspec's decoder, with floats parsed as the reference parses them (`float(text)`, refusing what
-    overflows) and counted, so a line's values are known to hold no float when `floats` is False."""
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (as it was when this started, once done). Decoding a chunk creates
+    hundreds of thousands of containers, none in a reference cycle; every 700 of them would otherwise start a
+    collection that walks ever more of them (cProfile, 150k lines: msgspec's decode 0.8 s with, 0.3 s without)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
-    def __init__(self) -> None:
-        self._floats = 0
-        self._decode = msgspec.json.Decoder(float_hook=self._float).decode
-        self.floats = False
 
-    def _float(self, text: str) -> float:
-        value = float(text)
+def _decode(lines: list[bytes]) -> tuple[list[Any], set[int]]:
+    """What msgspec decodes each line to (None where it refuses the line), and the positions of the lines that
+    hold a float. Floats are parsed as the reference parses them: `float(text)`, refusing what overflows."""
+    objects: list[Any] = []
+    float_rows: set[int] = set()
+
+    def finite(number: str) -> float:
+        value = float(number)
         if not math.isfinite(value):
-            raise ValueError(f"number {text[:40]} is beyond the float range")
-        self._floats += 1
+            raise ValueError(f"number {number[:40]} is beyond the float range")
+        float_rows.add(len(objects))  # the line being decoded: it is appended once decoded
         return value
 
-    def decoded(self, line: bytes, colons: int) -> dict[str, Any] | None:
-        """The JSON object msgspec decodes `line` to, or None when the reference might answer otherwise.
-        `colons`: the `:` in the line (the caller checked it has no `\\u003` and few brackets)."""
-        before = self._floats
+    decode = msgspec.json.Decoder(float_hook=finite).decode
+    append = objects.append
+    for line in lines:
         try:
-            obj = self._decode(line)
-            if type(obj) is not dict or _encode(obj).count(b":") != colons:
-                return None  # not an object, or a member was dropped for a repeated key
+            append(decode(line))
         except Exception:  # any refusal (DecodeError, UnicodeDecodeError, RecursionError...) is the reference's to word
-            return None
-        self.floats = self._floats != before
-        return obj
+            append(None)
+    return objects, float_rows
 
 
-def _column(name: str, kind: FieldKind, values: list[Any], with_floats: list[bool]) -> tuple[pl.Series, pl.Series]:
-    """(the typed column, whether each value is null or plainly of its kind); `with_floats`: which lines hold a float."""
-    if kind is FieldKind.STRING:
-        text = pl.Series(name, [v if type(v) is str else None for v in values], dtype=pl.String)
-        strings = pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
-        return text, strings & text.str.contains(_PLAIN_TEXT).fill_null(True)
+def _repeated_keys(objects: list[dict[str, Any]], colons: pl.Series) -> pl.Series | None:
+    """Which lines lost a member to a repeated key (at any level), or None when none did.
+
+    Each member of a line is written with one `:` outside strings and every `:` inside a string is the same
+    character once decoded (the caller left out lines with `\\u003`), so the `:` of msgspec's re-encoding of a
+    line are its own `:` less one for each member dropped (and those inside its value): never more. So the
+    re-encoding of all the lines has as many `:` as the lines exactly when no line dropped a member, and the
+    lines are compared one by one only when some did."""
+    if _encode(objects).count(b":") == colons.sum():
+        return None
+    return pl.Series([_encode(obj).count(b":") for obj in objects], dtype=colons.dtype) != colons
+
+
+_NONE = type(None)
+
+
+def _column(name: str, kind: FieldKind, values: list[Any], with_floats: list[bool] | None) -> tuple[pl.Series, pl.Series | None]:
+    """(the typed column, whether each value is null or plainly of its kind: None when all are);
+    `with_floats`: which lines hold a float (None: no line does)."""
+    types = set(map(type, values))  # `bool` is not `int` here
+    if kind is FieldKind.STRING or kind is FieldKind.TIMESTAMP:
+        strings = types <= {str, _NONE}
+        text = pl.Series(name, values if strings else [v if type(v) is str else None for v in values], dtype=pl.String)
+        fine = None if strings else pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
+        if kind is FieldKind.STRING:
+            plain_text = text.str.contains(_PLAIN_TEXT).fill_null(True)
+            return text, plain_text if fine is None else fine & plain_text
+        micros, vouched = _timestamps(text)
+        plain_ts = text.is_null() | vouched
+        return micros.cast(pl.Datetime("us", "UTC")).alias(name), plain_ts if fine is None else fine & plain_ts
     if kind is FieldKind.INTEGER:
+        if types <= {int, _NONE}:
+            try:
+                return pl.Series(name, values, dtype=pl.Int64), None
+            except (TypeError, OverflowError):  # a value beyond int64: the values are checked one by one
+                pass
         in_range = [v is None or (type(v) is int and INT64_MIN <= v <= INT64_MAX) for v in values]
         kept = [v if ok else None for v, ok in zip(values, in_range, strict=True)]
         return pl.Series(name, kept, dtype=pl.Int64), pl.Series(in_range, dtype=pl.Boolean)
-    if kind is FieldKind.TIMESTAMP:
-        text = pl.Series(name, [v if type(v) is str else None for v in values], dtype=pl.String)
-        micros, vouched = _timestamps(text)
-        strings = pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
-        return micros.cast(pl.Datetime("us", "UTC")).alias(name), strings & (text.is_null() | vouched)
     # msgspec's sorted compact rendering is canonical_json's but for floats (repr differs: 1e-07, 1e+16).
+    render = functools.partial(_encode, order="sorted")
+    if types == {dict} and with_floats is None:
+        return pl.Series(name, list(map(render, values)), dtype=pl.Binary).cast(pl.String), None
     objects = [
-        (canonical_json(v) if floats else _encode(v, order="sorted").decode()) if type(v) is dict else None
-        for v, floats in zip(values, with_floats, strict=True)
+        (canonical_json(v) if with_floats and with_floats[i] else render(v).decode()) if type(v) is dict else None
+        for i, v in enumerate(values)
     ]
-    plain = [v is None or type(v) is dict for v in values]
-    return pl.Series(name, objects, dtype=pl.String), pl.Series(plain, dtype=pl.Boolean)
+    fine = None if types <= {dict, _NONE} else pl.Series([v is None or type(v) is dict for v in values], dtype=pl.Boolean)
+    return pl.Series(name, objects, dtype=pl.String), fine
 
 
 def _timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series]:
@@ -558,26 +609,33 @@ def _timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series]:
     return frame.to_series(0), frame.to_series(1)
 
 
-def _extra_fields(objects: list[dict[str, Any]], fields: Mapping[str, FieldKind]) -> pl.Series:
+def _shapes_and_extras(objects: list[dict[str, Any]], fields: Mapping[str, FieldKind]) -> tuple[pl.Series, pl.Series]:
+    """`_shape` (every top-level `key:json type`, in line order) and `_extra_fields` (the unknown keys, sorted),
+    worked out once per distinct signature (the keys in order, the type of each value) and gathered per line."""
+    keys = map(tuple, objects)
+    types = map(tuple, map(map, itertools.repeat(type), map(dict.values, objects)))
+    signatures = list(zip(keys, types, strict=True))
+    distinct: dict[tuple[tuple[str, ...], tuple[type, ...]], int] = dict.fromkeys(signatures, 0)
     known = set(fields)
-    extras = [None if known.issuperset(obj) else ",".join(sorted(set(obj) - known)) for obj in objects]
-    return pl.Series("_extra_fields", extras, dtype=pl.String)
-
-
-def _shapes(objects: list[dict[str, Any]]) -> pl.Series:
-    """Every top-level `key:json type`, in line order, built flat and cut into lists (one list per line)."""
-    keys: list[str] = []
-    types: list[type] = []
+    members: list[str] = []
     offsets = [0]
-    for obj in objects:
-        keys.extend(obj)
-        types.extend(map(type, obj.values()))
-        offsets.append(len(keys))
-    names = list(map(_JSON_TYPES.__getitem__, types))
-    flat = pl.DataFrame({"k": keys, "t": names}, schema={"k": pl.String, "t": pl.String})
-    members = flat.select(pl.concat_str("k", pl.lit(":"), "t")).to_series().to_arrow()
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), members)
-    return pl.Series("_shape", pl.from_arrow(lists), dtype=pl.List(pl.String))
+    extras: list[str | None] = []
+    for index, (names, kinds) in enumerate(distinct):
+        distinct[(names, kinds)] = index
+        members += map(_member, names, kinds)
+        offsets.append(len(members))
+        unknown = known.issuperset(names) or sorted(set(names) - known)
+        extras.append(None if unknown is True else ",".join(unknown))
+    ids = pl.Series(list(map(distinct.__getitem__, signatures)), dtype=pl.get_index_type())
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(members, pa.large_string()))
+    shapes = pl.Series("_shape", pl.from_arrow(lists), dtype=pl.List(pl.String))
+    return shapes.gather(ids), pl.Series("_extra_fields", extras, dtype=pl.String).gather(ids)
+
+
+@functools.lru_cache(maxsize=4096)
+def _member(key: str, kind: type) -> str:
+    """A `_shape` member: `key:json type`."""
+    return f"{key}:{_JSON_TYPES[kind]}"
 
 
 def _content_text(fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.Expr:
@@ -620,9 +678,16 @@ def _is_utf8(line: bytes) -> bool:
 
 
 def _sha256_hex(texts: pl.Series) -> pl.Series:
-    """sha256 hex digest of each text's UTF-8 bytes (null stays null)."""
-    sha256 = hashlib.sha256
-    return pl.Series([None if b is None else sha256(b).hexdigest() for b in texts.cast(pl.Binary).to_list()], dtype=pl.String)
+    """sha256 hex digest of each text's UTF-8 bytes (null stays null), hashlib's C called through `map`."""
+    data = texts.cast(pl.Binary)
+    digests = list(map(_hexdigest, map(hashlib.sha256, data.drop_nulls().to_list())))
+    hexes = pl.Series(digests, dtype=pl.String)
+    if not data.null_count():
+        return hexes
+    return pl.Series([None], dtype=pl.String).extend_constant(None, data.len() - 1).scatter(data.is_not_null().arg_true(), hexes)
+
+
+_hexdigest = operator.methodcaller("hexdigest")
 
 
 def _timestamp(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
