@@ -488,23 +488,27 @@ def _stage_decoded(
             unrepeated = (~repeated).arg_true()
             objects, kept = [objects[i] for i in unrepeated], kept.gather(unrepeated)
             with_floats = [with_floats[i] for i in unrepeated] if with_floats is not None else None
+        # msgspec refuses raw control characters in strings, so only a line with a backslash can hold a string that
+        # is not plain text (a `"`, a backslash or a control character, all escaped): the others need no look.
+        escapes: pl.Series | None = (text if kept.len() == text.len() else text.gather(kept)).str.contains("\\", literal=True)
+        escapes = escapes if escapes is not None and escapes.any() else None
         ok = pl.repeat(True, len(objects), eager=True)
         columns: dict[str, pl.Series] = {}
         for name, kind in fields.items():
-            typed, fine = _column(name, kind, list(map(dict.get, objects, itertools.repeat(name))), with_floats)
+            values = list(map(dict.get, objects, itertools.repeat(name)))
+            typed, fine = _column(name, kind, values, with_floats, escapes)
             columns[name] = typed
             if fine is not None:
                 ok &= fine
-        shapes, extras = _shapes_and_extras(objects, fields)
+        layouts, layout_ids = _key_layouts(objects)
+        unknown_shapes = _shapes_with_unknown_keys(objects, layouts, layout_ids, fields)
         del objects
-    frame = pl.DataFrame({"_row": rows.gather(kept)}).with_columns(
-        **columns,
-        _extra_fields=extras,
-        _shape=shapes,
-        _ok=ok,
-    )
+    frame = pl.DataFrame({"_row": rows.gather(kept)}).with_columns(**columns, _layout=layout_ids, _ok=ok)
+    if unknown_shapes is not None:
+        frame = frame.with_columns(_unknown_shape=unknown_shapes)
     if not ok.all():
         frame = frame.filter("_ok")
+    frame = _with_shapes(frame, layouts, fields)
     states = {
         f"{name}__state": pl.when(pl.col(name).is_null()).then(pl.lit(State.MISSING)).otherwise(pl.lit(State.OK))
         for name in fields
@@ -569,16 +573,20 @@ def _repeated_keys(objects: list[dict[str, Any]], colons: pl.Series) -> pl.Serie
 _NONE = type(None)
 
 
-def _column(name: str, kind: FieldKind, values: list[Any], with_floats: list[bool] | None) -> tuple[pl.Series, pl.Series | None]:
+def _column(
+    name: str, kind: FieldKind, values: list[Any], with_floats: list[bool] | None, escapes: pl.Series | None
+) -> tuple[pl.Series, pl.Series | None]:
     """(the typed column, whether each value is null or plainly of its kind: None when all are);
-    `with_floats`: which lines hold a float (None: no line does)."""
+    `with_floats`: which lines hold a float (None: no line does); `escapes`: which lines hold a `\\` (None: none)."""
     types = set(map(type, values))  # `bool` is not `int` here
     if kind is FieldKind.STRING or kind is FieldKind.TIMESTAMP:
         strings = types <= {str, _NONE}
         text = pl.Series(name, values if strings else [v if type(v) is str else None for v in values], dtype=pl.String)
         fine = None if strings else pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
         if kind is FieldKind.STRING:
-            plain_text = text.str.contains(_PLAIN_TEXT).fill_null(True)
+            if escapes is None:  # no string of these lines holds a `"`, a `\\` or a control character
+                return text, fine
+            plain_text = ~escapes | text.str.contains(_PLAIN_TEXT).fill_null(True)
             return text, plain_text if fine is None else fine & plain_text
         micros, vouched = _timestamps(text)
         plain_ts = text.is_null() | vouched
@@ -609,27 +617,88 @@ def _timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series]:
     return frame.to_series(0), frame.to_series(1)
 
 
-def _shapes_and_extras(objects: list[dict[str, Any]], fields: Mapping[str, FieldKind]) -> tuple[pl.Series, pl.Series]:
-    """`_shape` (every top-level `key:json type`, in line order) and `_extra_fields` (the unknown keys, sorted),
-    worked out once per distinct signature (the keys in order, the type of each value) and gathered per line."""
-    keys = map(tuple, objects)
-    types = map(tuple, map(map, itertools.repeat(type), map(dict.values, objects)))
-    signatures = list(zip(keys, types, strict=True))
-    distinct: dict[tuple[tuple[str, ...], tuple[type, ...]], int] = dict.fromkeys(signatures, 0)
+def _key_layouts(objects: list[dict[str, Any]]) -> tuple[list[tuple[str, ...]], pl.Series]:
+    """The distinct top-level keys in line order, and which of them each line has."""
+    keys = list(map(tuple, objects))
+    index = dict.fromkeys(keys, 0)
+    for position, layout in enumerate(index):
+        index[layout] = position
+    return list(index), pl.Series("_layout", list(map(index.__getitem__, keys)), dtype=pl.UInt32)
+
+
+def _shapes_with_unknown_keys(
+    objects: list[dict[str, Any]], layouts: list[tuple[str, ...]], layout_ids: pl.Series, fields: Mapping[str, FieldKind]
+) -> pl.Series | None:
+    """`_shape` of each line with a key outside the contract (its value's type is read from the line), null for the
+    rest; None when no line has such a key."""
     known = set(fields)
+    unknown = [position for position, keys in enumerate(layouts) if not known.issuperset(keys)]
+    if not unknown:
+        return None
+    rows = layout_ids.is_in(unknown).arg_true()
     members: list[str] = []
     offsets = [0]
-    extras: list[str | None] = []
-    for index, (names, kinds) in enumerate(distinct):
-        distinct[(names, kinds)] = index
-        members += map(_member, names, kinds)
+    for row in rows.to_list():
+        obj = objects[row]
+        members += map(_member, obj, map(type, obj.values()))
         offsets.append(len(members))
-        unknown = known.issuperset(names) or sorted(set(names) - known)
-        extras.append(None if unknown is True else ",".join(unknown))
-    ids = pl.Series(list(map(distinct.__getitem__, signatures)), dtype=pl.get_index_type())
+    shapes = _lists(members, offsets)
+    at = pl.Series([None], dtype=pl.UInt32).extend_constant(None, len(objects) - 1).scatter(rows, range(rows.len()))
+    return shapes.gather(at)  # a null index gives a null shape
+
+
+def _with_shapes(frame: pl.DataFrame, layouts: list[tuple[str, ...]], fields: Mapping[str, FieldKind]) -> pl.DataFrame:
+    """`_shape` and `_extra_fields` from each line's `_layout` and, for the contract's keys (whose values are null or
+    plainly of their kind on every line staged here), which typed columns are null; `_unknown_shape` where present.
+    Worked out once per distinct (layout, nulls) and gathered per line."""
+    known = set(fields)
+    nullable = [name for name in fields if frame.get_column(name).null_count()]  # the rest are never null here
+    signatures = frame.select("_layout", *[pl.col(name).is_null().alias(f"_null_{name}") for name in nullable])
+    distinct = signatures.unique(maintain_order=True)
+    present = {name: f"{name}:{_KIND_TYPES[kind]}" for name, kind in fields.items()}
+    absent = {name: f"{name}:null" for name in fields}
+    members: list[str] = []
+    offsets = [0]
+    rows = distinct.iter_rows() if nullable else zip(range(len(layouts)))
+    for layout, *nulls in rows:
+        keys = layouts[layout]
+        if not known.issuperset(keys):
+            pass  # a line with a key outside the contract takes its `_unknown_shape`
+        elif any(nulls):
+            null = dict(zip(nullable, nulls, strict=True))
+            members += [absent[key] if null.get(key) else present[key] for key in keys]
+        else:
+            members += map(present.__getitem__, keys)
+        offsets.append(len(members))
+    if nullable:
+        shape_ids = signatures.join(
+            distinct.with_row_index("_shape_id"), on=signatures.columns, how="left", maintain_order="left"
+        ).get_column("_shape_id")
+    else:
+        shape_ids = frame.get_column("_layout")
+    shapes = _lists(members, offsets).gather(shape_ids)
+    if "_unknown_shape" in frame.columns:
+        shapes = frame.get_column("_unknown_shape").fill_null(shapes)
+    extras = [None if known.issuperset(keys) else ",".join(sorted(set(keys) - known)) for keys in layouts]
+    return frame.with_columns(
+        _shape=shapes.alias("_shape"),
+        _extra_fields=pl.Series(extras, dtype=pl.String).gather(frame.get_column("_layout")),
+    ).drop("_layout", "_unknown_shape", strict=False)
+
+
+_KIND_TYPES = {
+    FieldKind.STRING: "string",
+    FieldKind.INTEGER: "integer",
+    FieldKind.TIMESTAMP: "string",
+    FieldKind.OBJECT: "object",
+}
+
+
+def _lists(members: list[str], offsets: list[int]) -> pl.Series:
+    """A List(String) column cut from `members` at `offsets` (built through Arrow: Polars builds a Series from
+    Python lists one inner list at a time)."""
     lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(members, pa.large_string()))
-    shapes = pl.Series("_shape", pl.from_arrow(lists), dtype=pl.List(pl.String))
-    return shapes.gather(ids), pl.Series("_extra_fields", extras, dtype=pl.String).gather(ids)
+    return pl.Series("_shape", pl.from_arrow(lists), dtype=pl.List(pl.String))
 
 
 @functools.lru_cache(maxsize=4096)
