@@ -3,13 +3,14 @@
 A path vouches for a line only when the exact parser (lakehouse.staging.parse) is proven to give the same answer.
 
 1. Templates, for a producer's own layout at the least cost. A feed's lines mostly share a few layouts:
-   the same keys in the same order, compact separators, the same JSON type everywhere, only string
-   (no escapes or control characters) and integer (at most 18 digits) values varying. A template is the
-   layout of a line Python parsed, as a regex that matches exactly the compact lines of that layout;
-   `_shape`, `_extra_fields`, the states and where each value sits are worked out once per template in
-   Python (and checked on a made-up line against Python's own rendering), and what varies is read from
-   each line split at its quotes. Layouts come from a sample of the lines not matched yet, most frequent
-   first; timestamps must have the plain form `_TS`, a real date and an offset within +-14:00.
+   the same keys in the same order, compact or json.dumps' default separators, the same JSON type
+   everywhere, only string (no escapes or control characters) and integer (at most 18 digits) values
+   varying. A template is the layout of a line Python parsed, as a regex that matches exactly the lines
+   of that layout (compact, or with a space after any `,` and `:`); `_shape`, `_extra_fields`, the
+   states and where each value sits are worked out once per template in Python (and checked on a
+   made-up line against Python's own renderings), and what varies is read from each line split at its
+   quotes. Layouts come from a sample of the lines not matched yet, most frequent first; timestamps must
+   have the plain form `_TS`, a real date and an offset within +-14:00.
 2. msgspec, for any layout (key order, whitespace, escapes, floats, unknown fields, nested payloads).
    msgspec (C) refuses what the reference refuses (bad JSON, NaN and Infinity, numbers beyond the float
    range or of more than 4,300 digits, lone surrogates, invalid UTF-8, trailing garbage), keeps integers
@@ -62,6 +63,11 @@ from lakehouse.staging.parse import (
 )
 
 _STR = r'"[^"\\\x00-\x1f]*"'
+# A template matches compact lines and lines as json.dumps writes them by default (`, ` and `: `): a space after a
+# separator changes no value, and an integer's piece between quotes is stripped of it as of the punctuation.
+_ITEM, _KEY = ", ?", ": ?"
+_SEPARATORS = [(",", ":"), (", ", ": ")]  # the two renderings _check reads a template's slots from
+_PUNCTUATION = "{}[],: "
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"
 
 _TS = r"^(?:19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T(?:[0-1][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-5][0-9])$"
@@ -153,7 +159,7 @@ _Part = str | _Slot | _Micros  # literal text, a slot's text (a string's content
 class _Layout:
     """What a line Python parsed looks like: its keys, types and literals, every string and integer a _Slot."""
 
-    regex: str  # matches exactly the compact lines of this layout
+    regex: str  # matches exactly the lines of this layout (compact, or a space after any `,` and `:`)
     obj: dict[str, Any]  # the line as Python parsed it
     layout: dict[str, Any]  # obj with each string and integer value replaced by its _Slot
     tokens: Counter[int]  # non-string values in each piece between strings
@@ -192,7 +198,7 @@ def _layout_of(line: bytes) -> _Layout | None:
             regex.append(r"\{")
             members = {}
             for index, (key, item) in enumerate(value.items()):
-                regex.append(("," if index else "") + '"' + _regex_literal(_plain(key)) + '":')
+                regex.append((_ITEM if index else "") + '"' + _regex_literal(_plain(key)) + '"' + _KEY)
                 strings += 1
                 members[key] = walk(item, depth + 1)
             regex.append(r"\}")
@@ -201,7 +207,7 @@ def _layout_of(line: bytes) -> _Layout | None:
             regex.append(r"\[")
             items = []
             for index, item in enumerate(value):
-                regex.append("," if index else "")
+                regex.append(_ITEM if index else "")
                 items.append(walk(item, depth + 1))
             regex.append(r"\]")
             return items
@@ -341,10 +347,11 @@ def _check(template: _Template, layout: Any, fields: Mapping[str, FieldKind], co
         return node
 
     line = fill(layout)
-    pieces = json.dumps(line, ensure_ascii=False, separators=(",", ":")).split('"')
-    for slot in template.slots:
-        if (pieces[slot.piece].strip("{}[],:") if slot.integer else pieces[slot.piece]) != str(made_up[slot]):
-            raise _Unsupported
+    for separators in _SEPARATORS:
+        pieces = json.dumps(line, ensure_ascii=False, separators=separators).split('"')
+        for slot in template.slots:
+            if (pieces[slot.piece].strip(_PUNCTUATION) if slot.integer else pieces[slot.piece]) != str(made_up[slot]):
+                raise _Unsupported
 
     def render(parts: list[_Part]) -> str:
         return "".join(p if isinstance(p, str) else str(micros) if isinstance(p, _Micros) else str(made_up[p]) for p in parts)
@@ -417,7 +424,10 @@ def _stage_template(template: _Template, text: pl.Series, rows: pl.Series, field
     piece = pl.col("_pieces").list.get
     frame = pieces.select(
         "_row",
-        **{f"_slot{s.piece}": piece(s.piece).str.strip_chars("{}[],:") if s.integer else piece(s.piece) for s in template.slots},
+        **{
+            f"_slot{s.piece}": piece(s.piece).str.strip_chars(_PUNCTUATION) if s.integer else piece(s.piece)
+            for s in template.slots
+        },
     )
     del pieces
 
