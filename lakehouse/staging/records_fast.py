@@ -3,13 +3,14 @@
 A path vouches for a line only when the exact parser (lakehouse.staging.parse) is proven to give the same answer.
 
 1. Templates, for a producer's own layout at the least cost. A feed's lines mostly share a few layouts:
-   the same keys in the same order, compact separators, the same JSON type everywhere, only string
-   (no escapes or control characters) and integer (at most 18 digits) values varying. A template is the
-   layout of a line Python parsed, as a regex that matches exactly the compact lines of that layout;
-   `_shape`, `_extra_fields`, the states and where each value sits are worked out once per template in
-   Python (and checked on a made-up line against Python's own rendering), and what varies is read from
-   each line split at its quotes. Layouts come from a sample of the lines not matched yet, most frequent
-   first; timestamps must have the plain form `_TS`, a real date and an offset within +-14:00.
+   the same keys in the same order, compact or json.dumps' default separators, the same JSON type
+   everywhere, only string (no escapes or control characters) and integer (at most 18 digits) values
+   varying. A template is the layout of a line Python parsed, as a regex that matches exactly the lines
+   of that layout (compact, or with a space after any `,` and `:`); `_shape`, `_extra_fields`, the
+   states and where each value sits are worked out once per template in Python (and checked on a
+   made-up line against Python's own renderings), and what varies is read from each line split at its
+   quotes. Layouts come from a sample of the lines not matched yet, most frequent first; timestamps must
+   have the plain form `_TS`, a real date and an offset within +-14:00.
 2. msgspec, for any layout (key order, whitespace, escapes, floats, unknown fields, nested payloads).
    msgspec (C) refuses what the reference refuses (bad JSON, NaN and Infinity, numbers beyond the float
    range or of more than 4,300 digits, lone surrogates, invalid UTF-8, trailing garbage), keeps integers
@@ -32,12 +33,16 @@ Both tiers are checked against the Python path on hostile data and on other prod
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import hashlib
+import itertools
 import json
 import math
+import operator
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +63,11 @@ from lakehouse.staging.parse import (
 )
 
 _STR = r'"[^"\\\x00-\x1f]*"'
+# A template matches compact lines and lines as json.dumps writes them by default (`, ` and `: `): a space after a
+# separator changes no value, and an integer's piece between quotes is stripped of it as of the punctuation.
+_ITEM, _KEY = ", ?", ": ?"
+_SEPARATORS = [(",", ":"), (", ", ": ")]  # the two renderings _check reads a template's slots from
+_PUNCTUATION = "{}[],: "
 _INT = r"(?:0|-?[1-9][0-9]{0,17})"
 
 _TS = r"^(?:19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T(?:[0-1][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-5][0-9])$"
@@ -149,7 +159,7 @@ _Part = str | _Slot | _Micros  # literal text, a slot's text (a string's content
 class _Layout:
     """What a line Python parsed looks like: its keys, types and literals, every string and integer a _Slot."""
 
-    regex: str  # matches exactly the compact lines of this layout
+    regex: str  # matches exactly the lines of this layout (compact, or a space after any `,` and `:`)
     obj: dict[str, Any]  # the line as Python parsed it
     layout: dict[str, Any]  # obj with each string and integer value replaced by its _Slot
     tokens: Counter[int]  # non-string values in each piece between strings
@@ -188,7 +198,7 @@ def _layout_of(line: bytes) -> _Layout | None:
             regex.append(r"\{")
             members = {}
             for index, (key, item) in enumerate(value.items()):
-                regex.append(("," if index else "") + '"' + _regex_literal(_plain(key)) + '":')
+                regex.append((_ITEM if index else "") + '"' + _regex_literal(_plain(key)) + '"' + _KEY)
                 strings += 1
                 members[key] = walk(item, depth + 1)
             regex.append(r"\}")
@@ -197,7 +207,7 @@ def _layout_of(line: bytes) -> _Layout | None:
             regex.append(r"\[")
             items = []
             for index, item in enumerate(value):
-                regex.append("," if index else "")
+                regex.append(_ITEM if index else "")
                 items.append(walk(item, depth + 1))
             regex.append(r"\]")
             return items
@@ -337,10 +347,11 @@ def _check(template: _Template, layout: Any, fields: Mapping[str, FieldKind], co
         return node
 
     line = fill(layout)
-    pieces = json.dumps(line, ensure_ascii=False, separators=(",", ":")).split('"')
-    for slot in template.slots:
-        if (pieces[slot.piece].strip("{}[],:") if slot.integer else pieces[slot.piece]) != str(made_up[slot]):
-            raise _Unsupported
+    for separators in _SEPARATORS:
+        pieces = json.dumps(line, ensure_ascii=False, separators=separators).split('"')
+        for slot in template.slots:
+            if (pieces[slot.piece].strip(_PUNCTUATION) if slot.integer else pieces[slot.piece]) != str(made_up[slot]):
+                raise _Unsupported
 
     def render(parts: list[_Part]) -> str:
         return "".join(p if isinstance(p, str) else str(micros) if isinstance(p, _Micros) else str(made_up[p]) for p in parts)
@@ -413,7 +424,10 @@ def _stage_template(template: _Template, text: pl.Series, rows: pl.Series, field
     piece = pl.col("_pieces").list.get
     frame = pieces.select(
         "_row",
-        **{f"_slot{s.piece}": piece(s.piece).str.strip_chars("{}[],:") if s.integer else piece(s.piece) for s in template.slots},
+        **{
+            f"_slot{s.piece}": piece(s.piece).str.strip_chars(_PUNCTUATION) if s.integer else piece(s.piece)
+            for s in template.slots
+        },
     )
     del pieces
 
@@ -461,33 +475,50 @@ def _stage_template(template: _Template, text: pl.Series, rows: pl.Series, field
 def _stage_decoded(
     raw: pl.Series, text: pl.Series, rows: pl.Series, fields: Mapping[str, FieldKind], content_fields: list[str]
 ) -> pl.DataFrame:
-    """The lines of `raw` (`text`: the same, null where not UTF-8) msgspec's tier vouches for, staged, `_row` from `rows`."""
+    """The lines of `raw` (`text`: the same, null where not UTF-8) msgspec's tier vouches for, staged, `_row` from `rows`.
+
+    Per line, Python only calls msgspec; the rest is done column by column (C-level `map`s, Polars), with the
+    collector paused (see _gc_paused)."""
     plain = text.is_not_null() & ~text.str.contains("\\u003", literal=True)  # no `\u003a` can hide a `:`
     brackets = text.str.count_matches("{", literal=True) + text.str.count_matches("[", literal=True)
     plain &= brackets <= MAX_NESTING_DEPTH  # so no line deeper than the limit is decoded here
-    colons = text.str.count_matches(":", literal=True).fill_null(0).to_list()
-    decoder = _Decoder()
-    kept: list[int] = []
-    objects: list[dict[str, Any]] = []
-    with_floats: list[bool] = []
-    for row, line in enumerate(raw.to_list()) if plain.all() else ((r, raw[r]) for r in plain.arg_true().to_list()):
-        obj = decoder.decoded(line, colons[row])
-        if obj is not None:
-            kept.append(row)
-            objects.append(obj)
-            with_floats.append(decoder.floats)
-    frame = pl.DataFrame({"_row": rows.gather(pl.Series(kept, dtype=pl.get_index_type()))})
-    ok = pl.Series([True] * len(objects), dtype=pl.Boolean)
-    columns: dict[str, pl.Series] = {}
-    for name, kind in fields.items():
-        typed, fine = _column(name, kind, [obj.get(name) for obj in objects], with_floats)
-        columns[name], ok = typed, ok & fine
-    frame = frame.with_columns(
-        **{name: columns[name] for name in fields},
-        _extra_fields=_extra_fields(objects, fields),
-        _shape=_shapes(objects),
-        _ok=ok,
-    ).filter("_ok")
+    candidates = pl.Series(range(raw.len()), dtype=pl.get_index_type()) if plain.all() else plain.arg_true()
+    whole = candidates.len() == raw.len()
+    colons = (text if whole else text.gather(candidates)).str.count_matches(":", literal=True)
+    with _gc_paused():
+        objects, float_rows = _decode((raw if whole else raw.gather(candidates)).to_list())
+        kept = candidates
+        if set(map(type, objects)) != {dict}:  # a refused line (None), or JSON that is not an object
+            keep = [i for i, obj in enumerate(objects) if type(obj) is dict]
+            objects, kept, colons = [objects[i] for i in keep], kept.gather(keep), colons.gather(keep)
+            float_rows = {position for position, i in enumerate(keep) if i in float_rows} if float_rows else float_rows
+        with_floats = [i in float_rows for i in range(len(objects))] if float_rows else None
+        repeated = _repeated_keys(objects, colons)
+        if repeated is not None:  # a member was dropped for a repeated key: such lines are left out
+            unrepeated = (~repeated).arg_true()
+            objects, kept = [objects[i] for i in unrepeated], kept.gather(unrepeated)
+            with_floats = [with_floats[i] for i in unrepeated] if with_floats is not None else None
+        # msgspec refuses raw control characters in strings, so only a line with a backslash can hold a string that
+        # is not plain text (a `"`, a backslash or a control character, all escaped): the others need no look.
+        escapes: pl.Series | None = (text if kept.len() == text.len() else text.gather(kept)).str.contains("\\", literal=True)
+        escapes = escapes if escapes is not None and escapes.any() else None
+        ok = pl.repeat(True, len(objects), eager=True)
+        columns: dict[str, pl.Series] = {}
+        for name, kind in fields.items():
+            values = list(map(dict.get, objects, itertools.repeat(name)))
+            typed, fine = _column(name, kind, values, with_floats, escapes)
+            columns[name] = typed
+            if fine is not None:
+                ok &= fine
+        layouts, layout_ids = _key_layouts(objects)
+        unknown_shapes = _shapes_with_unknown_keys(objects, layouts, layout_ids, fields)
+        del objects
+    frame = pl.DataFrame({"_row": rows.gather(kept)}).with_columns(**columns, _layout=layout_ids, _ok=ok)
+    if unknown_shapes is not None:
+        frame = frame.with_columns(_unknown_shape=unknown_shapes)
+    if not ok.all():
+        frame = frame.filter("_ok")
+    frame = _with_shapes(frame, layouts, fields)
     states = {
         f"{name}__state": pl.when(pl.col(name).is_null()).then(pl.lit(State.MISSING)).otherwise(pl.lit(State.OK))
         for name in fields
@@ -499,58 +530,96 @@ def _stage_decoded(
     return frame.select(*selected, "_parse_error", "_extra_fields", "_shape", "_content_hash")
 
 
-class _Decoder:
-    """msgspec's decoder, with floats parsed as the reference parses them (`float(text)`, refusing what
-    overflows) and counted, so a line's values are known to hold no float when `floats` is False."""
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (as it was when this started, once done). Decoding a chunk creates
+    hundreds of thousands of containers, none in a reference cycle; every 700 of them would otherwise start a
+    collection that walks ever more of them (cProfile, 150k lines: msgspec's decode 0.8 s with, 0.3 s without)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
-    def __init__(self) -> None:
-        self._floats = 0
-        self._decode = msgspec.json.Decoder(float_hook=self._float).decode
-        self.floats = False
 
-    def _float(self, text: str) -> float:
-        value = float(text)
+def _decode(lines: list[bytes]) -> tuple[list[Any], set[int]]:
+    """What msgspec decodes each line to (None where it refuses the line), and the positions of the lines that
+    hold a float. Floats are parsed as the reference parses them: `float(text)`, refusing what overflows."""
+    objects: list[Any] = []
+    float_rows: set[int] = set()
+
+    def finite(number: str) -> float:
+        value = float(number)
         if not math.isfinite(value):
-            raise ValueError(f"number {text[:40]} is beyond the float range")
-        self._floats += 1
+            raise ValueError(f"number {number[:40]} is beyond the float range")
+        float_rows.add(len(objects))  # the line being decoded: it is appended once decoded
         return value
 
-    def decoded(self, line: bytes, colons: int) -> dict[str, Any] | None:
-        """The JSON object msgspec decodes `line` to, or None when the reference might answer otherwise.
-        `colons`: the `:` in the line (the caller checked it has no `\\u003` and few brackets)."""
-        before = self._floats
+    decode = msgspec.json.Decoder(float_hook=finite).decode
+    append = objects.append
+    for line in lines:
         try:
-            obj = self._decode(line)
-            if type(obj) is not dict or _encode(obj).count(b":") != colons:
-                return None  # not an object, or a member was dropped for a repeated key
+            append(decode(line))
         except Exception:  # any refusal (DecodeError, UnicodeDecodeError, RecursionError...) is the reference's to word
-            return None
-        self.floats = self._floats != before
-        return obj
+            append(None)
+    return objects, float_rows
 
 
-def _column(name: str, kind: FieldKind, values: list[Any], with_floats: list[bool]) -> tuple[pl.Series, pl.Series]:
-    """(the typed column, whether each value is null or plainly of its kind); `with_floats`: which lines hold a float."""
-    if kind is FieldKind.STRING:
-        text = pl.Series(name, [v if type(v) is str else None for v in values], dtype=pl.String)
-        strings = pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
-        return text, strings & text.str.contains(_PLAIN_TEXT).fill_null(True)
+def _repeated_keys(objects: list[dict[str, Any]], colons: pl.Series) -> pl.Series | None:
+    """Which lines lost a member to a repeated key (at any level), or None when none did.
+
+    Each member of a line is written with one `:` outside strings and every `:` inside a string is the same
+    character once decoded (the caller left out lines with `\\u003`), so the `:` of msgspec's re-encoding of a
+    line are its own `:` less one for each member dropped (and those inside its value): never more. So the
+    re-encoding of all the lines has as many `:` as the lines exactly when no line dropped a member, and the
+    lines are compared one by one only when some did."""
+    if _encode(objects).count(b":") == colons.sum():
+        return None
+    return pl.Series([_encode(obj).count(b":") for obj in objects], dtype=colons.dtype) != colons
+
+
+_NONE = type(None)
+
+
+def _column(
+    name: str, kind: FieldKind, values: list[Any], with_floats: list[bool] | None, escapes: pl.Series | None
+) -> tuple[pl.Series, pl.Series | None]:
+    """(the typed column, whether each value is null or plainly of its kind: None when all are);
+    `with_floats`: which lines hold a float (None: no line does); `escapes`: which lines hold a `\\` (None: none)."""
+    types = set(map(type, values))  # `bool` is not `int` here
+    if kind is FieldKind.STRING or kind is FieldKind.TIMESTAMP:
+        strings = types <= {str, _NONE}
+        text = pl.Series(name, values if strings else [v if type(v) is str else None for v in values], dtype=pl.String)
+        fine = None if strings else pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
+        if kind is FieldKind.STRING:
+            if escapes is None:  # no string of these lines holds a `"`, a `\\` or a control character
+                return text, fine
+            plain_text = ~escapes | text.str.contains(_PLAIN_TEXT).fill_null(True)
+            return text, plain_text if fine is None else fine & plain_text
+        micros, vouched = _timestamps(text)
+        plain_ts = text.is_null() | vouched
+        return micros.cast(pl.Datetime("us", "UTC")).alias(name), plain_ts if fine is None else fine & plain_ts
     if kind is FieldKind.INTEGER:
+        if types <= {int, _NONE}:
+            try:
+                return pl.Series(name, values, dtype=pl.Int64), None
+            except (TypeError, OverflowError):  # a value beyond int64: the values are checked one by one
+                pass
         in_range = [v is None or (type(v) is int and INT64_MIN <= v <= INT64_MAX) for v in values]
         kept = [v if ok else None for v, ok in zip(values, in_range, strict=True)]
         return pl.Series(name, kept, dtype=pl.Int64), pl.Series(in_range, dtype=pl.Boolean)
-    if kind is FieldKind.TIMESTAMP:
-        text = pl.Series(name, [v if type(v) is str else None for v in values], dtype=pl.String)
-        micros, vouched = _timestamps(text)
-        strings = pl.Series([v is None or type(v) is str for v in values], dtype=pl.Boolean)
-        return micros.cast(pl.Datetime("us", "UTC")).alias(name), strings & (text.is_null() | vouched)
     # msgspec's sorted compact rendering is canonical_json's but for floats (repr differs: 1e-07, 1e+16).
+    render = functools.partial(_encode, order="sorted")
+    if types == {dict} and with_floats is None:
+        return pl.Series(name, list(map(render, values)), dtype=pl.Binary).cast(pl.String), None
     objects = [
-        (canonical_json(v) if floats else _encode(v, order="sorted").decode()) if type(v) is dict else None
-        for v, floats in zip(values, with_floats, strict=True)
+        (canonical_json(v) if with_floats and with_floats[i] else render(v).decode()) if type(v) is dict else None
+        for i, v in enumerate(values)
     ]
-    plain = [v is None or type(v) is dict for v in values]
-    return pl.Series(name, objects, dtype=pl.String), pl.Series(plain, dtype=pl.Boolean)
+    fine = None if types <= {dict, _NONE} else pl.Series([v is None or type(v) is dict for v in values], dtype=pl.Boolean)
+    return pl.Series(name, objects, dtype=pl.String), fine
 
 
 def _timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series]:
@@ -558,26 +627,94 @@ def _timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series]:
     return frame.to_series(0), frame.to_series(1)
 
 
-def _extra_fields(objects: list[dict[str, Any]], fields: Mapping[str, FieldKind]) -> pl.Series:
+def _key_layouts(objects: list[dict[str, Any]]) -> tuple[list[tuple[str, ...]], pl.Series]:
+    """The distinct top-level keys in line order, and which of them each line has."""
+    keys = list(map(tuple, objects))
+    index = dict.fromkeys(keys, 0)
+    for position, layout in enumerate(index):
+        index[layout] = position
+    return list(index), pl.Series("_layout", list(map(index.__getitem__, keys)), dtype=pl.UInt32)
+
+
+def _shapes_with_unknown_keys(
+    objects: list[dict[str, Any]], layouts: list[tuple[str, ...]], layout_ids: pl.Series, fields: Mapping[str, FieldKind]
+) -> pl.Series | None:
+    """`_shape` of each line with a key outside the contract (its value's type is read from the line), null for the
+    rest; None when no line has such a key."""
     known = set(fields)
-    extras = [None if known.issuperset(obj) else ",".join(sorted(set(obj) - known)) for obj in objects]
-    return pl.Series("_extra_fields", extras, dtype=pl.String)
-
-
-def _shapes(objects: list[dict[str, Any]]) -> pl.Series:
-    """Every top-level `key:json type`, in line order, built flat and cut into lists (one list per line)."""
-    keys: list[str] = []
-    types: list[type] = []
+    unknown = [position for position, keys in enumerate(layouts) if not known.issuperset(keys)]
+    if not unknown:
+        return None
+    rows = layout_ids.is_in(unknown).arg_true()
+    members: list[str] = []
     offsets = [0]
-    for obj in objects:
-        keys.extend(obj)
-        types.extend(map(type, obj.values()))
-        offsets.append(len(keys))
-    names = list(map(_JSON_TYPES.__getitem__, types))
-    flat = pl.DataFrame({"k": keys, "t": names}, schema={"k": pl.String, "t": pl.String})
-    members = flat.select(pl.concat_str("k", pl.lit(":"), "t")).to_series().to_arrow()
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), members)
+    for row in rows.to_list():
+        obj = objects[row]
+        members += map(_member, obj, map(type, obj.values()))
+        offsets.append(len(members))
+    shapes = _lists(members, offsets)
+    at = pl.Series([None], dtype=pl.UInt32).extend_constant(None, len(objects) - 1).scatter(rows, range(rows.len()))
+    return shapes.gather(at)  # a null index gives a null shape
+
+
+def _with_shapes(frame: pl.DataFrame, layouts: list[tuple[str, ...]], fields: Mapping[str, FieldKind]) -> pl.DataFrame:
+    """`_shape` and `_extra_fields` from each line's `_layout` and, for the contract's keys (whose values are null or
+    plainly of their kind on every line staged here), which typed columns are null; `_unknown_shape` where present.
+    Worked out once per distinct (layout, nulls) and gathered per line."""
+    known = set(fields)
+    nullable = [name for name in fields if frame.get_column(name).null_count()]  # the rest are never null here
+    signatures = frame.select("_layout", *[pl.col(name).is_null().alias(f"_null_{name}") for name in nullable])
+    distinct = signatures.unique(maintain_order=True)
+    present = {name: f"{name}:{_KIND_TYPES[kind]}" for name, kind in fields.items()}
+    absent = {name: f"{name}:null" for name in fields}
+    members: list[str] = []
+    offsets = [0]
+    rows = distinct.iter_rows() if nullable else zip(range(len(layouts)))
+    for layout, *nulls in rows:
+        keys = layouts[layout]
+        if not known.issuperset(keys):
+            pass  # a line with a key outside the contract takes its `_unknown_shape`
+        elif any(nulls):
+            null = dict(zip(nullable, nulls, strict=True))
+            members += [absent[key] if null.get(key) else present[key] for key in keys]
+        else:
+            members += map(present.__getitem__, keys)
+        offsets.append(len(members))
+    if nullable:
+        shape_ids = signatures.join(
+            distinct.with_row_index("_shape_id"), on=signatures.columns, how="left", maintain_order="left"
+        ).get_column("_shape_id")
+    else:
+        shape_ids = frame.get_column("_layout")
+    shapes = _lists(members, offsets).gather(shape_ids)
+    if "_unknown_shape" in frame.columns:
+        shapes = frame.get_column("_unknown_shape").fill_null(shapes)
+    extras = [None if known.issuperset(keys) else ",".join(sorted(set(keys) - known)) for keys in layouts]
+    return frame.with_columns(
+        _shape=shapes.alias("_shape"),
+        _extra_fields=pl.Series(extras, dtype=pl.String).gather(frame.get_column("_layout")),
+    ).drop("_layout", "_unknown_shape", strict=False)
+
+
+_KIND_TYPES = {
+    FieldKind.STRING: "string",
+    FieldKind.INTEGER: "integer",
+    FieldKind.TIMESTAMP: "string",
+    FieldKind.OBJECT: "object",
+}
+
+
+def _lists(members: list[str], offsets: list[int]) -> pl.Series:
+    """A List(String) column cut from `members` at `offsets` (built through Arrow: Polars builds a Series from
+    Python lists one inner list at a time)."""
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(members, pa.large_string()))
     return pl.Series("_shape", pl.from_arrow(lists), dtype=pl.List(pl.String))
+
+
+@functools.lru_cache(maxsize=4096)
+def _member(key: str, kind: type) -> str:
+    """A `_shape` member: `key:json type`."""
+    return f"{key}:{_JSON_TYPES[kind]}"
 
 
 def _content_text(fields: Mapping[str, FieldKind], content_fields: list[str]) -> pl.Expr:
@@ -620,9 +757,16 @@ def _is_utf8(line: bytes) -> bool:
 
 
 def _sha256_hex(texts: pl.Series) -> pl.Series:
-    """sha256 hex digest of each text's UTF-8 bytes (null stays null)."""
-    sha256 = hashlib.sha256
-    return pl.Series([None if b is None else sha256(b).hexdigest() for b in texts.cast(pl.Binary).to_list()], dtype=pl.String)
+    """sha256 hex digest of each text's UTF-8 bytes (null stays null), hashlib's C called through `map`."""
+    data = texts.cast(pl.Binary)
+    digests = list(map(_hexdigest, map(hashlib.sha256, data.drop_nulls().to_list())))
+    hexes = pl.Series(digests, dtype=pl.String)
+    if not data.null_count():
+        return hexes
+    return pl.Series([None], dtype=pl.String).extend_constant(None, data.len() - 1).scatter(data.is_not_null().arg_true(), hexes)
+
+
+_hexdigest = operator.methodcaller("hexdigest")
 
 
 def _timestamp(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:

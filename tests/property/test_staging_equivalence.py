@@ -14,11 +14,13 @@ import os
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from assets.billing_feed import BILLING_EVENTS
+from lakehouse.staging import records_fast
 from lakehouse.staging.records import stage_records
 from tests.property.test_fuzz_input import NUMBER, NUMBER_LITERALS, hostile_lines, json_values
 from tests.support import event
@@ -99,3 +101,43 @@ def test_foreign_layouts_stage_exactly_as_the_python_path(lines: list[bytes]) ->
 @given(lines=st.lists(hostile_lines(), min_size=1, max_size=24))
 def test_fuzzed_hostile_lines_stage_exactly_as_the_python_path(lines: list[bytes]) -> None:
     assert_staged_alike(lines)
+
+
+def render_spaced(value: Any, draw: st.DrawFn) -> str:
+    """JSON text of `value`, keys in their order, each `,` and `:` followed by a space or not (now and then by other
+    whitespace, or preceded by it): lines of one layout that a template may take, and a few it must not."""
+    item = st.sampled_from([",", ", ", ", ", ", ", ",  ", " ,", ",\t"])
+    key = st.sampled_from([":", ": ", ": ", ": ", ":  ", " :"])
+    if isinstance(value, dict):
+        members = [json.dumps(k) + draw(key) + render_spaced(v, draw) for k, v in value.items()]
+        return "{" + "".join((draw(item) if i else "") + m for i, m in enumerate(members)) + "}"
+    if isinstance(value, list):
+        return "[" + "".join((draw(item) if i else "") + render_spaced(v, draw) for i, v in enumerate(value)) + "]"
+    return json.dumps(value, ensure_ascii=draw(st.booleans()))
+
+
+@st.composite
+def spaced_lines(draw: st.DrawFn) -> bytes:
+    record: dict[str, Any] = event(
+        draw(st.sampled_from(["e1", "e:2", "e, 3", 'e"4', "é5"])),
+        draw(st.sampled_from([1, 2, 0, -7, 2**63])),
+        amount=draw(st.sampled_from([100, -100, 0, 12345678901234567890])),
+        ts=draw(st.sampled_from(["2025-01-10T12:00:00Z", "2025-01-09T23:30:00.5-01:00", "2025-02-30T00:00:00Z"])),
+        payload={
+            "plan": draw(st.sampled_from(["pro", "a: b", "x, y"])),
+            "seats": draw(st.sampled_from([1, 40, -3])),
+            "l": [1, 2],
+        },
+    )
+    if draw(st.integers(0, 9)) == 0:
+        record[draw(st.sampled_from(list(record)))] = draw(json_values)
+    return render_spaced(record, draw).encode("utf-8", "surrogatepass")
+
+
+@EQUIVALENCE
+@given(lines=st.lists(spaced_lines(), min_size=1, max_size=24))
+def test_templates_take_lines_with_or_without_a_space_after_separators_exactly_as_the_python_path(lines: list[bytes]) -> None:
+    with pytest.MonkeyPatch.context() as patch:  # a template for every layout seen, however few its lines
+        patch.setattr(records_fast, "TEMPLATE_MIN_ROWS", 1)
+        patch.setattr(records_fast, "TEMPLATE_MIN_SAMPLED", 1)
+        assert_staged_alike(lines)

@@ -6,6 +6,7 @@ block; lines come in the project's compact layout and in other producers' layout
 (tests/property/test_staging_equivalence.py fuzzes the layouts further).
 """
 
+import gc
 import gzip
 import itertools
 import json
@@ -242,3 +243,51 @@ def test_float_payloads_unknown_fields_and_escapes_in_any_order_stage_exactly_as
     assert staged.height == len(raws)
     fast, reference = _both(raws)
     assert_frame_equal(fast, reference)
+
+
+def test_msgspec_tier_works_column_by_column_yet_answers_per_line_as_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The msgspec tier checks a whole chunk at once (types per column, repeated keys on the chunk's re-encoding,
+    plain strings only on lines with a backslash, shapes per key layout): one odd line among many plain ones in
+    varying key order must still be left to Python, or staged as Python stages it, and its neighbours kept."""
+    monkeypatch.setattr(records_fast, "MAX_TEMPLATES", 0)
+    plain = json_lines(arrival_batch(400, seed=5), "varied", seed=5).to_list()
+    record = json.loads(plain[0])
+    odd = {
+        10: PLAIN.replace(b'"z":1', b'"z":1,"z":2'),  # a nested repeated key: the chunk's count is off by one
+        11: PLAIN.replace(b'"payload":{', b'"payload":{"rate":0.15,'),  # a float after a line Python takes
+        20: b'{"a":NaN}',  # refused by msgspec
+        21: PLAIN.replace(b'"payload":{', b'"payload":{"n":1e-07,'),  # a float after a refused line
+        30: PLAIN.replace(b'"currency":"USD"', b'"currency":"U\\"SD"'),  # an escaped quote in a declared string
+        31: PLAIN.replace(b'"a":"x"', b'"a":"x\\\\y"'),  # a backslash only in the payload
+        40: PLAIN.replace(b'"amount_minor":100', b'"amount_minor":9223372036854775808'),  # beyond int64
+        41: PLAIN.replace(b'"amount_minor":100', b'"amount_minor":true'),  # a bool is no integer
+        50: PLAIN.replace(b'"currency":"USD"', b'"currency":"U\x01SD"'),  # a raw control character
+        51: PLAIN.replace(b'"event_id":"e1"', b'"event_id":"e1","event_id":"e1"'),  # repeated, same value
+        60: PLAIN.replace(b'"currency":"USD"', b'"currency":null'),  # the same key layout as PLAIN, a null
+        61: PLAIN.replace(b'"currency":"USD"', b'"currency":"USD","n":null,"f":1.5,"b":false,"l":[],"o":{}'),
+        62: json.dumps({**record, "currency": None, "event_type": None}).encode(),  # nulls, the varied order
+        63: json.dumps(dict(reversed(list({**record, "extra": [1]}.items())))).encode(),  # unknown key, reversed
+        70: PLAIN.replace(b'"currency":"USD"', b'"currency":"\\u003aUSD"'),  # an escaped colon: left out
+    }
+    raws = [odd.get(n, line.encode()) for n, line in enumerate(plain)]
+    staged = stage_vouched(pl.Series(raws, dtype=pl.Binary), BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
+    left_out = sorted(set(range(len(raws))) - set(staged.get_column("_row").to_list()))
+    assert left_out == [10, 20, 30, 40, 41, 50, 51, 70]
+    fast, reference = _both(raws)
+    assert_frame_equal(fast, reference)
+
+
+def test_the_collector_is_left_as_the_msgspec_tier_found_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records_fast, "MAX_TEMPLATES", 0)
+    raws = pl.Series([PLAIN] * 3, dtype=pl.Binary)
+    stage_vouched(raws, BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        stage_vouched(raws, BILLING_EVENTS.fields, BILLING_EVENTS.content_fields)
+        assert not gc.isenabled()  # paused by someone else: not resumed by staging
+    finally:
+        gc.enable()
+    with pytest.raises(ZeroDivisionError), records_fast._gc_paused():
+        1 / 0  # noqa: B018
+    assert gc.isenabled()
