@@ -15,18 +15,22 @@ another process already created is never replaced. Everything else is Dagster's 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import tempfile
+import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory, _runs_directory
 from dagster._serdes import ConfigurableClassData
 from dagster.version import __version__ as dagster_version
 from sqlalchemy.engine import Connection, Engine
@@ -124,6 +128,9 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         finally:
             os.unlink(staged)
 
+    def close_connections(self) -> None:
+        self._dispose_engines()
+
     def _dispose_engines(self) -> None:
         with self._db_lock:
             for engine in self._engines.values():
@@ -139,12 +146,63 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
+def _close_connections(*storages: weakref.ref[PooledSqliteRunStorage | PooledSqliteEventLogStorage]) -> None:
+    for ref in storages:
+        storage = ref()
+        if storage is not None:
+            storage.close_connections()
+
+
+class PooledSqliteRunStorage(SqliteRunStorage):
+    """SqliteRunStorage (runs.db: runs, their status changes, snapshots) keeping its connection open: Dagster's
+    opens and closes one per call, about 50 for the two runs of one date."""
+
+    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
+        super().__init__(conn_string, inst_data)
+        self._engine: Engine | None = None
+        self._engine_pid = os.getpid()
+        self._engine_lock = threading.Lock()
+
+    def _pooled(self) -> Engine:
+        with self._engine_lock:
+            if self._engine is None or self._engine_pid != os.getpid():  # a forked child opens its own
+                # One connection kept; a caller on another thread at the same moment gets its own, closed after.
+                self._engine = create_engine(
+                    self._conn_string,
+                    poolclass=QueuePool,
+                    pool_size=1,
+                    max_overflow=-1,
+                    connect_args={"check_same_thread": False},
+                )
+                self._engine_pid = os.getpid()
+            return self._engine
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._pooled().connect() as conn, conn.begin():
+            yield conn
+
+    def close_connections(self) -> None:
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def dispose(self) -> None:
+        self.close_connections()
+        super().dispose()
+
+
 class LakehouseSqliteStorage(DagsterSqliteStorage):
-    """Dagster's SQLite storage (same files under `base_dir`) with the pooled event log."""
+    """Dagster's SQLite storage (the same files under `base_dir`) with pooled run and event log storages."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         super().__init__(base_dir, inst_data)
+        self._run_storage = PooledSqliteRunStorage.from_local(_runs_directory(base_dir))
         self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        # Closing the connections at exit checkpoints each database's WAL into it and removes the -wal file, as
+        # Dagster's own storage does after every call (an open connection is never left to the process's end).
+        atexit.register(_close_connections, weakref.ref(self._run_storage), weakref.ref(self._event_log_storage))
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> LakehouseSqliteStorage:
