@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
@@ -79,8 +79,18 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                changes = raw.total_changes  # type: ignore[union-attr]
+                with conn.begin():
+                    yield conn
+                wrote = raw.total_changes != changes  # type: ignore[union-attr]
+        if wrote and shard != INDEX_SHARD_NAME:
+            # A webserver follows a running run by watching its database file for modification (watchdog). The
+            # events now wait in the -wal file until a checkpoint, so the file is touched instead, as Dagster's
+            # close-and-checkpoint after every event modified it. Only after writes: a watcher's own reads must
+            # not wake it again.
+            os.utime(self.path_for_shard(shard))
 
     def has_table(self, table_name: str) -> bool:
         """Dagster asks this (with a connection of its own) before storing every asset check event; a table, once

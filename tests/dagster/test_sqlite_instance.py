@@ -2,6 +2,7 @@
 with connections kept open and run databases copied from an empty one; nothing recorded differently."""
 
 import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -72,3 +73,22 @@ def test_open_connections_are_bounded_and_closed_on_dispose(tmp_path: Path) -> N
     assert not storage._engines
     # Closed: each database's WAL was checkpointed into it and removed, as after Dagster's own calls.
     assert not [name for name in os.listdir(tmp_path) if name.endswith("-wal")]
+
+
+def test_a_watcher_sees_each_event_another_handle_stores_while_the_run_goes_on(tmp_path: Path) -> None:
+    """The webserver follows a running run through watchdog on the run's database file: events written by the
+    run's process (connection kept open, events in the -wal) must still wake it, one by one."""
+    webserver, worker = PooledSqliteEventLogStorage(str(tmp_path)), PooledSqliteEventLogStorage(str(tmp_path))
+    worker.store_event(_log("live-run", "first"))
+    seen: list[str] = []
+    webserver.watch("live-run", None, lambda entry, cursor: seen.append(entry.user_message))
+    try:
+        for message in ("second", "third"):
+            worker.store_event(_log("live-run", message))
+            deadline = time.monotonic() + 30  # waits for the watcher thread; never a timing assertion
+            while message not in seen and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert message in seen
+    finally:
+        webserver.dispose()
+        worker.dispose()
