@@ -36,6 +36,9 @@ from dagster.version import __version__ as dagster_version
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
+# A forked child's copies of its parent's open connections: kept referenced and never closed there, since
+# closing one in the child could checkpoint or remove a WAL the parent still writes (SQLite and fork do not mix).
+_INHERITED: list[Engine] = []
 KEPT_SHARDS = 8  # a long-lived webserver or daemon touches many runs' databases; only the most recent stay open
 
 
@@ -55,6 +58,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def _engine(self, shard: str) -> Engine:
         """The shard's engine (callers hold `_db_lock`, so at most one connection is ever checked out)."""
         if self._engines_pid != os.getpid():  # a forked child never uses its parent's open connections
+            _INHERITED.extend(self._engines.values())
             self._engines, self._engines_pid = OrderedDict(), os.getpid()
         engine = self._engines.get(shard)
         if engine is None:
@@ -144,7 +148,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def _dispose_engines(self) -> None:
         with self._db_lock:
             for engine in self._engines.values():
-                engine.dispose()
+                if self._engines_pid == os.getpid():
+                    engine.dispose()
+                else:
+                    _INHERITED.append(engine)
             self._engines.clear()
 
     def wipe(self) -> None:
@@ -176,6 +183,8 @@ class PooledSqliteRunStorage(SqliteRunStorage):
     def _pooled(self) -> Engine:
         with self._engine_lock:
             if self._engine is None or self._engine_pid != os.getpid():  # a forked child opens its own
+                if self._engine is not None:
+                    _INHERITED.append(self._engine)
                 # One connection kept; a caller on another thread at the same moment gets its own, closed after.
                 self._engine = create_engine(
                     self._conn_string,
@@ -195,7 +204,10 @@ class PooledSqliteRunStorage(SqliteRunStorage):
     def close_connections(self) -> None:
         with self._engine_lock:
             if self._engine is not None:
-                self._engine.dispose()
+                if self._engine_pid == os.getpid():
+                    self._engine.dispose()
+                else:
+                    _INHERITED.append(self._engine)
                 self._engine = None
 
     def dispose(self) -> None:

@@ -92,3 +92,29 @@ def test_a_watcher_sees_each_event_another_handle_stores_while_the_run_goes_on(t
     finally:
         webserver.dispose()
         worker.dispose()
+
+
+def test_a_forked_child_never_closes_its_parents_open_connections(tmp_path: Path) -> None:
+    """Closing an inherited SQLite connection in a child could checkpoint or drop a WAL the parent still uses:
+    the child opens its own and leaves the parent's alone, even when it disposes the storage."""
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_log("parent-run", "before the fork"))
+    inherited = storage._engines["parent-run"]
+    pid = os.fork()
+    if pid == 0:  # the child: write through its own connection, then dispose everything
+        ok = False
+        try:
+            storage.store_event(_log("parent-run", "from the child"))
+            ok = storage._engines["parent-run"] is not inherited and inherited.pool.checkedin() == 1  # type: ignore[attr-defined]
+            storage.dispose()
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert inherited.pool.checkedin() == 1  # type: ignore[attr-defined]  # still open here
+    storage.store_event(_log("parent-run", "after the fork"))
+    assert [e.user_message for e in SqliteEventLogStorage(str(tmp_path)).get_logs_for_run("parent-run")] == [
+        "before the fork",
+        "from the child",
+        "after the fork",
+    ]
