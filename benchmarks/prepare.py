@@ -88,6 +88,8 @@ def everything(work: Path, size: Size, seed: int, needs: set[str]) -> None:
     if "landing-backfill" in needs:
         backfill = {data.ARRIVAL - timedelta(days=k): size.backfill_events for k in range(size.backfill_days)}
         landing(work, "landing-backfill", backfill, seed)
+    if "landing-small" in needs:  # scenario 7: the date before (run untimed first, as on a root in use) and the date
+        landing(work, "landing-small", {data.ARRIVAL - timedelta(days=k): size.small_date_events for k in (1, 0)}, seed)
     if "history" in needs:
         histories(work, size, seed)
     if "batches" in needs:

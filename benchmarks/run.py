@@ -40,6 +40,7 @@ def plan(size: Size, seed: int) -> list[Plan]:
     small, large = size.histories
     few, many = size.batches
     landing = {"landing": "landing-e2e", "events": size.e2e_events}
+    small_date = {"landing": "landing-small", "events": size.small_date_events}
     rows = [
         Plan("write_parquet", "write_parquet", {"events": size.e2e_events, "seed": seed}, "baseline"),
         Plan("floor", "floor", landing, "baseline"),
@@ -82,6 +83,9 @@ def plan(size: Size, seed: int) -> list[Plan]:
             "scenario 4",
             "backfill_engine",
         ),
+        Plan("floor_small", "floor", {**small_date, "only_arrival": data.ARRIVAL.isoformat()}, "baseline"),
+        Plan("small_date", "small_date", small_date, "scenario 7", "floor_small"),
+        Plan("small_date_cli", "small_date_cli", small_date, "scenario 7", "small_date"),
         Plan(f"status_{few}", "status", {"batches": few}, "scenario 5"),
         Plan(f"status_{many}", "status", {"batches": many}, "scenario 5", f"status_{few}"),
         Plan(f"table_load_{few}", "table_load", {"batches": few}, "scenario 5"),
@@ -164,6 +168,11 @@ def targets(rows: dict[str, dict[str, Any]], size: Size) -> list[dict[str, Any]]
             1.2,
         ),
         ("backfill overhead per partition <= 2x a trivial Dagster run", overhead / rows["dagster_trivial"]["median_s"], 2.0),
+        (
+            f"a {size.small_date_events:,}-record date through Dagster: seconds beyond the floor for its data <= 1.5",
+            rows["small_date"]["median_s"] - rows["floor_small"]["median_s"],
+            1.5,
+        ),
         ("table load after many batches <= 2x after few", ratio(f"table_load_{many}", f"table_load_{few}"), 2.0),
         ("status after many batches <= 2x after few", ratio(f"status_{many}", f"status_{few}"), 2.0),
     ]

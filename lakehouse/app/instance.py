@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from importlib.resources import files
+from pathlib import Path
 from string import Template
 
 import dagster as dg
@@ -15,15 +17,17 @@ PG_REQUIRED = ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_DB")
 PG_OPTIONAL = {"DAGSTER_PG_PORT": "port", "DAGSTER_PG_PASSWORD": "password"}
 
 
-def render_instance_config(settings: Settings, marker_template: str) -> str:
+def render_instance_config(settings: Settings, marker_template: str, home: Path) -> str:
     """The instance's dagster.yaml: the shipped run queue, pools and run monitoring with the settings' caps, plus
-    PostgreSQL storage when `settings.instance` is `postgres` (connection fields as `env:` references only)."""
+    PostgreSQL storage when `settings.instance` is `postgres` (connection fields as `env:` references only),
+    else SQLite storage under `home` (Dagster's default files) with the pooled event log."""
     rendered = Template(marker_template).substitute(
         backfill_max_runs=settings.backfill_max_runs,
         max_concurrent_runs=settings.backfill_max_runs + settings.regular_max_runs,
     )
     if not settings.uses_postgres_instance:
-        return rendered
+        sqlite = files("lakehouse").joinpath("dagster_sqlite.yaml").read_text()
+        return rendered + Template(sqlite).substitute(base_dir=json.dumps(str(home.absolute())))  # JSON: a YAML string
     missing = [name for name in PG_REQUIRED if not os.environ.get(name)]
     if missing:
         raise SettingError(f"LAKEHOUSE_INSTANCE=postgres needs {', '.join(missing)} set (the instance's database)")

@@ -72,7 +72,7 @@ def install_instance_config(home: Path, settings: Settings) -> None:
     current = target.read_text() if target.exists() else ""
     if current.strip() and not current.startswith(MANAGED_MARKER):
         return
-    rendered = render_instance_config(settings, files("lakehouse").joinpath("dagster.yaml").read_text())
+    rendered = render_instance_config(settings, files("lakehouse").joinpath("dagster.yaml").read_text(), home)
     if rendered != current:
         target.write_text(rendered)
 
@@ -132,12 +132,13 @@ def fail_abandoned_cli_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 @contextmanager
-def reaping_abandoned_cli_runs(settings: Settings, interval_seconds: float = 2.0) -> Iterator[None]:
+def reaping_abandoned_cli_runs(instance: dg.DagsterInstance, interval_seconds: float = 2.0) -> Iterator[None]:
     """Keep failing dead CLI runs while this process runs: a run waiting for the writer pool's slot would
-    otherwise wait forever for a slot a killed run still holds (no daemon monitors in-process runs)."""
+    otherwise wait forever for a slot a killed run still holds (no daemon monitors in-process runs).
+
+    It shares the runs' instance (Dagster's storages serve several threads, as in the webserver): opening a
+    second one cost every `lakehouse run` a tenth of a second."""
     stop = threading.Event()
-    # Its own handle, opened here before the run opens its own: both take the instance's init lock.
-    instance = instance_for(settings)
 
     def reap() -> None:
         while not stop.wait(interval_seconds):
@@ -176,10 +177,10 @@ def run_arrival_dates(
 ) -> list[DateOutcome]:
     """Ingest then refresh gold for each arrival date of `feed` (default: the code location's one feed), in date
     order, through the real definitions."""
-    with reaping_abandoned_cli_runs(settings):
+    instance = instance or instance_for(settings)
+    with reaping_abandoned_cli_runs(instance):
         feed = feed or default_feed()
         defs = build_definitions(settings, [feed])
-        instance = instance or instance_for(settings)
         fail_abandoned_cli_runs(instance)
         cli_tags = {"lakehouse/trigger": "cli", PID_TAG: f"{socket.gethostname()}:{os.getpid()}"}
         ingest, refresh = defs.resolve_job_def(feed.ingest_job), defs.resolve_job_def(feed.gold_job)

@@ -44,8 +44,10 @@ def test_smoke_run_measures_every_scenario_and_baseline(smoke_run: tuple[dict, s
 def test_smoke_run_reports_every_target_with_a_finite_ratio(smoke_run: tuple[dict, str]) -> None:
     result, table = smoke_run
     names = [target["target"] for target in result["targets"]]
-    # The nine of before, the mixed layout against the floor, and each producer layout against the best one.
-    assert len(names) == 10 + len(LAYOUTS)
+    # The nine of before, the mixed layout against the floor, each producer layout against the best one, and
+    # a small date's fixed cost through Dagster above its floor (issue 14).
+    assert len(names) == 11 + len(LAYOUTS)
+    assert any(name.startswith("a 2,000-record date through Dagster") for name in names)
     assert all(f"end to end, {layout} layout <= 1.5x the best layout's" in names for layout in LAYOUTS)
     for target in result["targets"]:
         assert math.isfinite(target["measured"]) and target["measured"] > 0
@@ -60,6 +62,9 @@ def test_smoke_run_did_real_work(smoke_run: tuple[dict, str]) -> None:
     apply = rows["apply_30000"]["extra"]
     assert (apply["inserted"], apply["updated"], apply["duplicate"]) == (700, 200, 100)  # the issue's 70/20/10 mix
     assert rows["merge_pruned_30000"]["extra"] == {"inserted": 700, "updated": 200}
+    # The small date ran on a root in use: the date before's ingest and gold runs, then its own two.
+    assert rows["small_date"]["extra"] == {"dagster_runs_on_root": 4}
+    assert rows["floor_small"]["rows"] == SIZES["smoke"].small_date_events  # the floor of that one date's records
 
 
 def test_smoke_run_prices_the_pipeline_against_a_peer_doing_the_same_job(smoke_run: tuple[dict, str]) -> None:
