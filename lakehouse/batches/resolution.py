@@ -11,19 +11,30 @@ crashes cannot change it:
 
 A batch's deliveries are classified against the deliveries of every *other* arrival date, so a
 re-run of the same batch classifies them identically.
+
+Every rule above looks at the deliveries of one key only, so a batch may be resolved in slices of keys:
+`resolve_in_slices` splits the batch and its prior deliveries by the key's persisted fingerprint, so
+all deliveries of a key land in the same slice, and only one slice's working frames exist at a time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+
+from lakehouse.staging.fingerprint import key_fingerprints
 
 LINEAGE = ["_arrival_date", "_source_file", "_source_line"]
 LINEAGE_WITH_BATCH = [*LINEAGE, "_batch_id"]
 KEPT_LINEAGE = {column: f"_kept{column}" for column in LINEAGE_WITH_BATCH}
 ROW = "_row"  # a delivery's place among all rows, to find the resolved ones again
 OUTCOMES = ("inserted", "updated", "duplicate", "stale", "version_conflict")
+# Key slices a batch is resolved in: resolution's working frames (a sorted copy of the batch and its prior
+# deliveries, joins over the contested keys) are several times the batch, so they exist for an eighth of it
+# at a time. A constant: which slice a key falls in is a function of the key alone.
+RESOLVE_SLICES = 8
 
 
 @dataclass(frozen=True)
@@ -139,4 +150,29 @@ def resolve(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str) ->
         # A key uncontested overall is uncontested in prior too: only the contested ones are resolved again, on prior alone.
         prior_kept=_keep(rows.filter(~pl.col("_in_batch")), _kept_rows(contested_prior, key, version)),
         displaced=displaced,
+    )
+
+
+def key_slices(keys: pl.Series, slices: int) -> pl.Series:
+    """Which of `slices` key slices each key falls in: its persisted fingerprint (lakehouse.staging.fingerprint)
+    modulo `slices`, so a key's slice never depends on the batch, the order or the run."""
+    fingerprints = key_fingerprints(keys).fill_null(0).to_numpy().view(np.uint64)
+    return pl.Series("_slice", fingerprints % np.uint64(slices), dtype=pl.UInt64)
+
+
+def resolve_in_slices(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str, slices: int = RESOLVE_SLICES) -> Resolution:
+    """`resolve`, one key slice at a time: the same rows in every output (each slice's rows in lineage order,
+    the slices one after another), with only one slice's working frames in memory at a time."""
+    if slices <= 1:
+        return resolve(batch, prior, key, version)
+    batch_slice, prior_slice = key_slices(batch.get_column(key), slices), key_slices(prior.get_column(key), slices)
+    parts = [
+        resolve(batch.filter(batch_slice == number), prior.filter(prior_slice == number), key, version)
+        for number in range(slices)
+    ]
+    return Resolution(
+        outcomes=pl.concat([part.outcomes for part in parts]),
+        kept=pl.concat([part.kept for part in parts]),
+        prior_kept=pl.concat([part.prior_kept for part in parts]),
+        displaced=pl.concat([part.displaced for part in parts]),
     )
