@@ -160,7 +160,9 @@ def key_slices(keys: pl.Series, slices: int) -> pl.Series:
     return pl.Series("_slice", fingerprints % np.uint64(slices), dtype=pl.UInt64)
 
 
-def resolve_in_slices(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str, slices: int = RESOLVE_SLICES) -> Resolution:
+def resolve_in_slices(
+    batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str, slices: int = RESOLVE_SLICES
+) -> Resolution:
     """`resolve`, one key slice at a time: the same rows in every output (each slice's rows in lineage order,
     the slices one after another), with only one slice's working frames in memory at a time."""
     if slices <= 1:
