@@ -135,7 +135,7 @@ class _Verdict:
     """Everything decided about the batch before any write: its resolution, rejects, counts and gates."""
 
     ledger: pl.DataFrame  # the ledger's rows of the batch's keys (this date's earlier attempt included)
-    resolution: Resolution  # once counted, its outcomes are cut to the version conflicts (nothing else reads the rest)
+    resolution: Resolution  # its outcomes are the version conflicts' only (every outcome is in its counts)
     rejects: pl.DataFrame  # the batch's own quarantine rows: contract rejects and conflict losers
     counts: dict[str, int]
     drift: SchemaDrift
@@ -254,13 +254,12 @@ def _decide(
 ) -> _Verdict:
     """Resolve the batch against the ledger's other batches, count every record once, and evaluate the gates."""
     ledger = ledger_rows(tables.ledger, feed, judged.deliveries)
-    resolution = resolve_in_slices(
-        judged.deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), feed.key, feed.version
-    )
-    losers = resolution.outcomes.filter(pl.col("_outcome") == "version_conflict")
+    # Only the conflicts' outcomes are kept (for their quarantine rows); the others are counted, never copied whole.
+    conflicts = pl.col("_outcome") == "version_conflict"
+    prior = ledger.filter(pl.col("_arrival_date") != arrival_date)
+    resolution = resolve_in_slices(judged.deliveries, prior, feed.key, feed.version, outcomes_kept=conflicts)
+    losers = resolution.outcomes
     tally = resolution.counts()
-    # The outcomes are a copy of the whole batch: once counted, only the conflicts' are kept (for their quarantine rows).
-    resolution = replace(resolution, outcomes=losers)
     rejects = pl.concat([judged.rejects, conflict_rows(feed, losers, _raw_lines(tables.bronze, arrival_date, losers), run_id)])
     counts = {
         "records_in": judged.records_in,

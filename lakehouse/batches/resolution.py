@@ -45,8 +45,11 @@ class Resolution:
     kept: pl.DataFrame  # one target silver row per key the batch delivers
     prior_kept: pl.DataFrame  # the silver rows those keys had before this batch (same columns)
     displaced: pl.DataFrame  # deliveries of other batches that now lose a conflict, with `_kept_*` lineage
+    tally: dict[str, int] | None = None  # every delivery's outcome counted, when `outcomes` keeps only some of them
 
     def counts(self) -> dict[str, int]:
+        if self.tally is not None:
+            return dict(self.tally)
         tally = dict(self.outcomes.get_column("_outcome").value_counts().iter_rows())
         return {outcome: int(tally.get(outcome, 0)) for outcome in OUTCOMES}
 
@@ -161,20 +164,28 @@ def key_slices(keys: pl.Series, slices: int) -> pl.Series:
 
 
 def resolve_in_slices(
-    batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str, slices: int = RESOLVE_SLICES
+    batch: pl.DataFrame,
+    prior: pl.DataFrame,
+    key: str,
+    version: str,
+    slices: int = RESOLVE_SLICES,
+    outcomes_kept: pl.Expr | None = None,
 ) -> Resolution:
     """`resolve`, one key slice at a time: the same rows in every output (each slice's rows in lineage order,
-    the slices one after another), with only one slice's working frames in memory at a time."""
-    if slices <= 1:
-        return resolve(batch, prior, key, version)
+    the slices one after another), with only one slice's working frames in memory at a time.
+
+    `outcomes_kept` keeps only the outcomes it matches (the outcomes are a copy of the whole batch, and a
+    caller may need only the conflicts'); `counts()` still counts every delivery.
+    """
     batch_slice, prior_slice = key_slices(batch.get_column(key), slices), key_slices(prior.get_column(key), slices)
-    parts = [
-        resolve(batch.filter(batch_slice == number), prior.filter(prior_slice == number), key, version)
-        for number in range(slices)
-    ]
-    return Resolution(
-        outcomes=pl.concat([part.outcomes for part in parts]),
-        kept=pl.concat([part.kept for part in parts]),
-        prior_kept=pl.concat([part.prior_kept for part in parts]),
-        displaced=pl.concat([part.displaced for part in parts]),
-    )
+    tally = dict.fromkeys(OUTCOMES, 0)
+    outcomes, kept, prior_kept, displaced = [], [], [], []
+    for number in range(max(slices, 1)):
+        part = resolve(batch.filter(batch_slice == number), prior.filter(prior_slice == number), key, version)
+        for outcome, count in part.counts().items():
+            tally[outcome] += count
+        outcomes.append(part.outcomes if outcomes_kept is None else part.outcomes.filter(outcomes_kept))
+        kept.append(part.kept)
+        prior_kept.append(part.prior_kept)
+        displaced.append(part.displaced)
+    return Resolution(pl.concat(outcomes), pl.concat(kept), pl.concat(prior_kept), pl.concat(displaced), tally)

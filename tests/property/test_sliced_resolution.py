@@ -78,6 +78,10 @@ def test_sliced_resolution_equals_whole_resolution(
         expected, got = getattr(whole, name), getattr(sliced, name)
         assert got.schema == expected.schema, name
         assert as_set(got) == as_set(expected), name
+    conflicts = pl.col("_outcome") == "version_conflict"
+    only_conflicts = resolve_in_slices(batch, prior, KEY, VERSION, slices, outcomes_kept=conflicts)
+    assert only_conflicts.counts() == whole.counts()
+    assert as_set(only_conflicts.outcomes) == as_set(whole.outcomes.filter(conflicts))
 
 
 def test_a_key_falls_in_one_slice_whatever_else_is_resolved() -> None:
