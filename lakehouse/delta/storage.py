@@ -401,7 +401,7 @@ def read_partition_chunks(
         yield from read_table(uri, pl.col(column) == value, columns, schema).iter_slices(rows)
         return
     _note_read(uri, table)
-    files = table.file_uris(partition_filters=[(column, "=", value.isoformat())])
+    files = table.file_uris(file_pruning_predicate=[(column, "=", value.isoformat())])  # a partition value: exact
     wanted = [name for name in columns if name != column]
     options = storage_options(uri)
     for file in files:

@@ -158,7 +158,7 @@ def test_a_partition_is_read_back_in_bounded_slices_file_by_file_and_equals_the_
     )
     for half in (rows.head(11), rows.tail(12)):  # two commits: the partition spans two files
         write_table(uri, half.to_arrow(), commit, "test", partition_by=["day"], max_row_group_rows=4)
-    assert len(DeltaTable(uri).file_uris([("day", "=", day.isoformat())])) == 2
+    assert len(DeltaTable(uri).file_uris(file_pruning_predicate=[("day", "=", day.isoformat())])) == 2
     chunks = list(read_partition_chunks(uri, "day", day, ["day", "_source_line", "_raw"], 3))
     assert max(chunk.height for chunk in chunks) == 3
     assert all(chunk.columns == ["day", "_source_line", "_raw"] for chunk in chunks)
