@@ -148,6 +148,8 @@ def test_a_dropped_or_retyped_gold_column_stops_with_a_clear_error_and_writes_no
 def test_a_partition_is_read_back_in_bounded_slices_file_by_file_and_equals_the_whole_read(tmp_path: Path) -> None:
     """Silver reads bronze's day in slices (bounded memory): every slice holds at most the asked rows, the
     partition column is filled in, no other partition leaks in, and together they are exactly the partition."""
+    import pyarrow.parquet as pq
+
     from lakehouse.delta.storage import read_partition_chunks, write_table
 
     uri = str(tmp_path / "t")
@@ -158,7 +160,10 @@ def test_a_partition_is_read_back_in_bounded_slices_file_by_file_and_equals_the_
     )
     for half in (rows.head(11), rows.tail(12)):  # two commits: the partition spans two files
         write_table(uri, half.to_arrow(), commit, "test", partition_by=["day"], max_row_group_rows=4)
-    assert len(DeltaTable(uri).file_uris(file_pruning_predicate=[("day", "=", day.isoformat())])) == 2
+    files = DeltaTable(uri).file_uris(file_pruning_predicate=[("day", "=", day.isoformat())])
+    assert len(files) == 2
+    groups = [pq.ParquetFile(f).metadata for f in files]
+    assert max(m.row_group(i).num_rows for m in groups for i in range(m.num_row_groups)) == 4  # the writer's cap held
     chunks = list(read_partition_chunks(uri, "day", day, ["day", "_source_line", "_raw"], 3))
     assert max(chunk.height for chunk in chunks) == 3
     assert all(chunk.columns == ["day", "_source_line", "_raw"] for chunk in chunks)
