@@ -83,8 +83,8 @@ def everything(work: Path, size: Size, seed: int, needs: set[str]) -> None:
     for layout in data.LAYOUTS:
         if "landing-e2e" + ("" if layout == "compact" else f"-{layout}") in needs:
             landing(work, "landing-e2e", {data.ARRIVAL: size.e2e_events}, seed, layout)
-    if "landing-day" in needs:
-        landing(work, "landing-day", {data.ARRIVAL: size.day_events}, seed)
+    if "landing-day-mixed" in needs:  # the big day comes from several producers, as a real feed's would
+        landing(work, "landing-day", {data.ARRIVAL: size.day_events}, seed, "mixed")
     if "landing-backfill" in needs:
         backfill = {data.ARRIVAL - timedelta(days=k): size.backfill_events for k in range(size.backfill_days)}
         landing(work, "landing-backfill", backfill, seed)

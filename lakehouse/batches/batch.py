@@ -19,7 +19,7 @@ from lakehouse.batches.arrivals import notice_missing_deliveries
 from lakehouse.batches.gates import Gate, evaluate_gates, volume_gate
 from lakehouse.batches.ops import OpsTables, batch_record, dumps
 from lakehouse.batches.quarantine import conflict_rows, validation_rejects, write_quarantine
-from lakehouse.batches.resolution import LINEAGE, LINEAGE_WITH_BATCH, Resolution, resolve
+from lakehouse.batches.resolution import LINEAGE, LINEAGE_WITH_BATCH, Resolution, resolve_in_slices
 from lakehouse.batches.throttle import RowRateLimit
 from lakehouse.batches.volume import VOLUME_CHECK, judge_volume
 from lakehouse.delta.locking import exclusive_writer
@@ -135,7 +135,7 @@ class _Verdict:
     """Everything decided about the batch before any write: its resolution, rejects, counts and gates."""
 
     ledger: pl.DataFrame  # the ledger's rows of the batch's keys (this date's earlier attempt included)
-    resolution: Resolution
+    resolution: Resolution  # its outcomes are the version conflicts' only (every outcome is in its counts)
     rejects: pl.DataFrame  # the batch's own quarantine rows: contract rejects and conflict losers
     counts: dict[str, int]
     drift: SchemaDrift
@@ -254,10 +254,13 @@ def _decide(
 ) -> _Verdict:
     """Resolve the batch against the ledger's other batches, count every record once, and evaluate the gates."""
     ledger = ledger_rows(tables.ledger, feed, judged.deliveries)
-    resolution = resolve(judged.deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), feed.key, feed.version)
-    losers = resolution.outcomes.filter(pl.col("_outcome") == "version_conflict")
-    rejects = pl.concat([judged.rejects, conflict_rows(feed, losers, _raw_lines(tables.bronze, arrival_date, losers), run_id)])
+    # Only the conflicts' outcomes are kept (for their quarantine rows); the others are counted, never copied whole.
+    conflicts = pl.col("_outcome") == "version_conflict"
+    prior = ledger.filter(pl.col("_arrival_date") != arrival_date)
+    resolution = resolve_in_slices(judged.deliveries, prior, feed.key, feed.version, outcomes_kept=conflicts)
+    losers = resolution.outcomes
     tally = resolution.counts()
+    rejects = pl.concat([judged.rejects, conflict_rows(feed, losers, _raw_lines(tables.bronze, arrival_date, losers), run_id)])
     counts = {
         "records_in": judged.records_in,
         "inserted": tally["inserted"],

@@ -15,6 +15,11 @@ from lakehouse.faults import crash_point
 from lakehouse.feed import BRONZE_SCHEMA, FeedSpec
 from lakehouse.settings import Settings
 from lakehouse.staging.landing import read_batch
+from lakehouse.staging.records import STAGE_CHUNK_ROWS
+
+# Bronze's Parquet row groups hold the slices silver stages (lakehouse.batches.batch reads a date back
+# slice by slice): a slice then decodes exactly one row group, whatever the date's size.
+ROW_GROUP_ROWS = STAGE_CHUNK_ROWS
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ def land_bronze(
                 commit,
                 "bronze: replace arrival date",
                 "during_bronze_write",
+                max_row_group_rows=ROW_GROUP_ROWS,
             )
             crash_point("after_bronze_commit")
         ops = OpsTables(settings.root)

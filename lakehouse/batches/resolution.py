@@ -11,19 +11,30 @@ crashes cannot change it:
 
 A batch's deliveries are classified against the deliveries of every *other* arrival date, so a
 re-run of the same batch classifies them identically.
+
+Every rule above looks at the deliveries of one key only, so a batch may be resolved in slices of keys:
+`resolve_in_slices` splits the batch and its prior deliveries by the key's persisted fingerprint, so
+all deliveries of a key land in the same slice, and only one slice's working frames exist at a time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+
+from lakehouse.staging.fingerprint import key_fingerprints
 
 LINEAGE = ["_arrival_date", "_source_file", "_source_line"]
 LINEAGE_WITH_BATCH = [*LINEAGE, "_batch_id"]
 KEPT_LINEAGE = {column: f"_kept{column}" for column in LINEAGE_WITH_BATCH}
 ROW = "_row"  # a delivery's place among all rows, to find the resolved ones again
 OUTCOMES = ("inserted", "updated", "duplicate", "stale", "version_conflict")
+# Key slices a batch is resolved in: resolution's working frames (a sorted copy of the batch and its prior
+# deliveries, joins over the contested keys) are several times the batch, so they exist for an eighth of it
+# at a time. A constant: which slice a key falls in is a function of the key alone.
+RESOLVE_SLICES = 8
 
 
 @dataclass(frozen=True)
@@ -34,8 +45,11 @@ class Resolution:
     kept: pl.DataFrame  # one target silver row per key the batch delivers
     prior_kept: pl.DataFrame  # the silver rows those keys had before this batch (same columns)
     displaced: pl.DataFrame  # deliveries of other batches that now lose a conflict, with `_kept_*` lineage
+    tally: dict[str, int] | None = None  # every delivery's outcome counted, when `outcomes` keeps only some of them
 
     def counts(self) -> dict[str, int]:
+        if self.tally is not None:
+            return dict(self.tally)
         tally = dict(self.outcomes.get_column("_outcome").value_counts().iter_rows())
         return {outcome: int(tally.get(outcome, 0)) for outcome in OUTCOMES}
 
@@ -140,3 +154,38 @@ def resolve(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str) ->
         prior_kept=_keep(rows.filter(~pl.col("_in_batch")), _kept_rows(contested_prior, key, version)),
         displaced=displaced,
     )
+
+
+def key_slices(keys: pl.Series, slices: int) -> pl.Series:
+    """Which of `slices` key slices each key falls in: its persisted fingerprint (lakehouse.staging.fingerprint)
+    modulo `slices`, so a key's slice never depends on the batch, the order or the run."""
+    fingerprints = key_fingerprints(keys).fill_null(0).to_numpy().view(np.uint64)
+    return pl.Series("_slice", fingerprints % np.uint64(slices), dtype=pl.UInt64)
+
+
+def resolve_in_slices(
+    batch: pl.DataFrame,
+    prior: pl.DataFrame,
+    key: str,
+    version: str,
+    slices: int = RESOLVE_SLICES,
+    outcomes_kept: pl.Expr | None = None,
+) -> Resolution:
+    """`resolve`, one key slice at a time: the same rows in every output (each slice's rows in lineage order,
+    the slices one after another), with only one slice's working frames in memory at a time.
+
+    `outcomes_kept` keeps only the outcomes it matches (the outcomes are a copy of the whole batch, and a
+    caller may need only the conflicts'); `counts()` still counts every delivery.
+    """
+    batch_slice, prior_slice = key_slices(batch.get_column(key), slices), key_slices(prior.get_column(key), slices)
+    tally = dict.fromkeys(OUTCOMES, 0)
+    outcomes, kept, prior_kept, displaced = [], [], [], []
+    for number in range(max(slices, 1)):
+        part = resolve(batch.filter(batch_slice == number), prior.filter(prior_slice == number), key, version)
+        for outcome, count in part.counts().items():
+            tally[outcome] += count
+        outcomes.append(part.outcomes if outcomes_kept is None else part.outcomes.filter(outcomes_kept))
+        kept.append(part.kept)
+        prior_kept.append(part.prior_kept)
+        displaced.append(part.displaced)
+    return Resolution(pl.concat(outcomes), pl.concat(kept), pl.concat(prior_kept), pl.concat(displaced), tally)
