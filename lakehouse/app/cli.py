@@ -187,6 +187,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return serve(_settings(args), args.host, args.port)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from lakehouse.app.workers import exec_worker
+
+    settings = _settings(args)  # checked here: a bad setting is one line, not a worker that dies loading its app
+    if not settings.uses_postgres_instance:
+        print("lakehouse worker: workers need the PostgreSQL instance (LAKEHOUSE_INSTANCE=postgres, DAGSTER_PG_*)", file=sys.stderr)
+        return 2
+    exec_worker(settings, args.name, args.concurrency, args.loglevel)
+    return 0  # not reached: the worker replaced this process
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     from lakehouse.app.backfill import BackfillClient, BackfillError, date_range, ingest_assets
     from lakehouse.definitions import feeds
@@ -281,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    worker = commands.add_parser(
+        "worker", help="a Celery worker that executes steps of runs with LAKEHOUSE_EXECUTOR=celery (same code, settings, instance)"
+    )
+    worker.add_argument("--root", help=root_help)
+    worker.add_argument("--name", default="lakehouse", help="worker name (unique per host): NAME@hostname")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps this worker executes at once, one process each")
+    worker.add_argument("--loglevel", default="WARNING", help="Celery's log level (INFO shows every task)")
+    worker.set_defaults(func=cmd_worker)
 
     backfill = commands.add_parser("backfill", help="launch a Dagster backfill of arrival dates through the running UI")
     backfill.add_argument("--root", help=root_help)
