@@ -62,7 +62,9 @@ def main() -> int:
     try:
         admin = psycopg2.connect(dbname="postgres", connect_timeout=3, **pg)
     except psycopg2.OperationalError as error:
-        print(f"demo-distributed: no PostgreSQL at {pg['host']}:{pg['port']} as {pg['user']}: {str(error).strip()}", file=sys.stderr)
+        print(
+            f"demo-distributed: no PostgreSQL at {pg['host']}:{pg['port']} as {pg['user']}: {str(error).strip()}", file=sys.stderr
+        )
         return 2
     try:
         with Connection(broker, connect_timeout=3) as connection:
@@ -115,7 +117,10 @@ def main() -> int:
                     workers.append(
                         subprocess.Popen(
                             [LAKEHOUSE, "worker", "--name", worker, "--loglevel", "INFO"],
-                            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=env,
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
                         )  # fmt: skip
                     )
             for worker in WORKERS:

@@ -222,7 +222,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)  # checked here: a bad setting is one line, not a worker that dies loading its app
     if not settings.uses_postgres_instance:
-        print("lakehouse worker: workers need the PostgreSQL instance (LAKEHOUSE_INSTANCE=postgres, DAGSTER_PG_*)", file=sys.stderr)
+        print(
+            "lakehouse worker: workers need the PostgreSQL instance (LAKEHOUSE_INSTANCE=postgres, DAGSTER_PG_*)", file=sys.stderr
+        )
         return 2
     exec_worker(settings, args.name, args.concurrency, args.loglevel)
     return 0  # not reached: the worker replaced this process
@@ -324,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(func=cmd_ui)
 
     worker = commands.add_parser(
-        "worker", help="a Celery worker that executes steps of runs with LAKEHOUSE_EXECUTOR=celery (same code, settings, instance)"
+        "worker",
+        help="a Celery worker that executes steps of runs with LAKEHOUSE_EXECUTOR=celery (same code, settings, instance)",
     )
     worker.add_argument("--root", help=root_help)
     worker.add_argument("--name", default="lakehouse", help="worker name (unique per host): NAME@hostname")

@@ -186,12 +186,14 @@ def _execute(
     settings: Settings, job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str]
 ) -> RunResult:
     if settings.executor != "celery":
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
-        return RunResult(result.run_id, result.success, list(result.all_events))
+        done = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
+        return RunResult(done.run_id, done.success, list(done.all_events))
     from dagster._core.definitions.reconstruct import ReconstructableRepository  # no public alias in 1.13
 
     if not settings.uses_postgres_instance:
-        raise SettingError("LAKEHOUSE_EXECUTOR=celery needs the PostgreSQL instance (LAKEHOUSE_INSTANCE=postgres): workers share it")
+        raise SettingError(
+            "LAKEHOUSE_EXECUTOR=celery needs the PostgreSQL instance (LAKEHOUSE_INSTANCE=postgres): workers share it"
+        )
     recon = ReconstructableRepository.for_module("lakehouse.definitions", "defs").get_reconstructable_job(job.name)
     # This process's settings travel in the run's config, so a worker's steps use them, not the worker's own
     # environment (which still builds the job: its LAKEHOUSE_* settings must agree on the partitions).
@@ -251,9 +253,7 @@ def run_arrival_dates(
                 raise ValueError(
                     f"arrival date {arrival} is before the partitions start {settings.partitions_start} (LAKEHOUSE_PARTITIONS_START)"
                 )
-            result = execute(
-                settings, ingest, instance, run_config, {**cli_tags, "dagster/partition": arrival.isoformat()}
-            )
+            result = execute(settings, ingest, instance, run_config, {**cli_tags, "dagster/partition": arrival.isoformat()})
             if not result.success:
                 message = _failure_message(result)
                 outcomes.append(DateOutcome(arrival, result.run_id, False, None, None, message))

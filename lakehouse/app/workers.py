@@ -47,9 +47,7 @@ def celery_executor_definition(settings: Settings):  # type: ignore[no-untyped-d
     """dagster-celery's executor with this deployment's broker and queue (retries off, as the local executor's)."""
     from dagster_celery import celery_executor
 
-    return celery_executor.configured(
-        {**celery_executor_config(settings), "retries": {"disabled": {}}}, name="lakehouse_celery"
-    )
+    return celery_executor.configured({**celery_executor_config(settings), "retries": {"disabled": {}}}, name="lakehouse_celery")
 
 
 def make_worker_app(settings: Settings):  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import shutil
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -36,6 +37,24 @@ def worker_of_each_step(instance: dg.DagsterInstance, run_ids: list[str]) -> dic
     return found
 
 
+def seconds_per_step(instance: dg.DagsterInstance, run_ids: list[str]) -> tuple[float, float]:
+    """(run wall time per step, step body time per step) over `run_ids`, from the instance's own event times."""
+    walls, bodies, steps = 0.0, 0.0, 0
+    for run_id in run_ids:
+        records = instance.all_logs(run_id)
+        times = {r.dagster_event.event_type: r.timestamp for r in records if r.dagster_event and not r.dagster_event.step_key}
+        walls += times[dg.DagsterEventType.RUN_SUCCESS] - times[dg.DagsterEventType.RUN_START]
+        started = {}
+        for r in records:
+            event = r.dagster_event
+            if event and event.event_type == dg.DagsterEventType.STEP_START:
+                started[event.step_key] = r.timestamp
+            elif event and event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                bodies += r.timestamp - started[event.step_key]
+                steps += 1
+    return walls / steps, bodies / steps
+
+
 def copy_landing(local: Path, root: Path) -> None:
     shutil.copytree(local / "landing", root / "landing")
 
@@ -46,7 +65,10 @@ def test_a_run_whose_steps_execute_on_two_celery_workers_equals_an_in_process_ru
     local, dates, local_seconds = local_reference(tmp_path)
     root = tmp_path / "celery_root"
     copy_landing(local, root)
-
+    # The cost baseline: the same dates in process, on a PostgreSQL instance like the Celery run's.
+    baseline_root = tmp_path / "in_process_root"
+    copy_landing(local, baseline_root)
+    in_process = run_arrival_dates(replace(Settings.from_env(root=str(baseline_root)), executor="local"), dates)
     settings = Settings.from_env(root=str(root))
     assert settings.executor == "celery"
     instance = instance_for(settings)
@@ -62,15 +84,18 @@ def test_a_run_whose_steps_execute_on_two_celery_workers_equals_an_in_process_ru
     # Every step of every run went through a worker, and both workers took some.
     assert len(workers) >= len(run_ids) and {w.split("@")[0] for w in workers.values()} == {"w1", "w2"}, workers
     assert instance.event_log_storage.get_concurrency_info(WRITER_POOL).claimed_slots == []
+    local_wall, local_body = seconds_per_step(
+        instance, [o.ingest_run_id for o in in_process] + [o.gold_run_id for o in in_process if o.gold_run_id]
+    )
+    celery_wall, celery_body = seconds_per_step(instance, run_ids)
     print(
-        f"\n{len(dates)} arrival dates ({len(workers)} steps on workers, {steps or len(workers)} planned): "
-        f"in process {local_seconds:.2f}s, Celery {celery_seconds:.2f}s"
+        f"\n{len(dates)} arrival dates, {len(workers)} steps on workers ({steps} planned): in process {local_seconds:.2f}s, "
+        f"Celery {celery_seconds:.2f}s; per step, run time {local_wall:.2f}s in process vs {celery_wall:.2f}s on Celery "
+        f"(x{celery_wall / local_wall:.1f}), step body {local_body:.2f}s vs {celery_body:.2f}s"
     )
 
 
-def test_a_killed_worker_fails_its_step_frees_its_slot_and_a_rerun_is_exact(
-    tmp_path: Path, celery_env: dict[str, str]
-) -> None:
+def test_a_killed_worker_fails_its_step_frees_its_slot_and_a_rerun_is_exact(tmp_path: Path, celery_env: dict[str, str]) -> None:
     local, dates, _ = local_reference(tmp_path, days=1)
     root = tmp_path / "celery_root"
     copy_landing(local, root)
@@ -113,4 +138,3 @@ def test_a_killed_worker_fails_its_step_frees_its_slot_and_a_rerun_is_exact(
         workers.stop_all()
         (flags / "resume").parent.mkdir(exist_ok=True)
         (flags / "resume").touch()
-

@@ -28,7 +28,12 @@ IMAGE = {
     "required": ["repository", "tag", "pullPolicy"],
     "properties": {"repository": STR, "tag": STR, "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}},
 }
-ENV = {"anyOf": [{"type": "object", "additionalProperties": STR}, {"type": "array", "items": {"type": "object", "required": ["name"]}}]}
+ENV = {
+    "anyOf": [
+        {"type": "object", "additionalProperties": STR},
+        {"type": "array", "items": {"type": "object", "required": ["name"]}},
+    ]
+}
 
 
 def closed(required: list[str], **properties: object) -> dict[str, object]:
@@ -52,11 +57,34 @@ K8S_RUN_LAUNCHER = closed(
     runK8sConfig=closed([], containerConfig=OBJ, podSpecConfig=OBJ, podTemplateSpecMetadata=OBJ, jobSpecConfig=OBJ, jobMetadata=OBJ),
 )  # fmt: skip
 TAG_LIMIT = closed(["key", "limit"], key=STR, value={}, limit=INT)
-DAEMON_KEYS = (
-    "enabled image runCoordinator heartbeatTolerance env envConfigMaps envSecrets deploymentLabels labels nodeSelector "
-    "affinity tolerations podSecurityContext securityContext resources livenessProbe readinessProbe startupProbe "
-    "annotations runMonitoring runRetries sensors schedules schedulerName volumeMounts volumes"
-).split()
+DAEMON_KEYS = [
+    "enabled",
+    "image",
+    "runCoordinator",
+    "heartbeatTolerance",
+    "env",
+    "envConfigMaps",
+    "envSecrets",
+    "deploymentLabels",
+    "labels",
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "podSecurityContext",
+    "securityContext",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "annotations",
+    "runMonitoring",
+    "runRetries",
+    "sensors",
+    "schedules",
+    "schedulerName",
+    "volumeMounts",
+    "volumes",
+]
 DAEMON = {
     "type": "object",
     "additionalProperties": False,
@@ -72,19 +100,42 @@ DAEMON = {
                 "type": "object",
                 "properties": {
                     "queuedRunCoordinator": closed(
-                        [], maxConcurrentRuns=INT, tagConcurrencyLimits={"type": "array", "items": TAG_LIMIT},
-                        dequeueIntervalSeconds=INT, dequeueNumWorkers=INT, dequeueUseThreads=BOOL,
+                        [],
+                        maxConcurrentRuns=INT,
+                        tagConcurrencyLimits={"type": "array", "items": TAG_LIMIT},
+                        dequeueIntervalSeconds=INT,
+                        dequeueNumWorkers=INT,
+                        dequeueUseThreads=BOOL,
                     )  # fmt: skip
                 },
             },
         ),
     },
 }
-TOP_LEVEL = (
-    "dagsterWebserver dagster-user-deployments postgresql generatePostgresqlPasswordSecret generateCeleryConfigSecret "
-    "rabbitmq redis flower ingress imagePullSecrets computeLogManager scheduler runLauncher pythonLogs dagsterDaemon "
-    "busybox migrate telemetry serviceAccount global retention additionalInstanceConfig"
-).split()
+TOP_LEVEL = [
+    "dagsterWebserver",
+    "dagster-user-deployments",
+    "postgresql",
+    "generatePostgresqlPasswordSecret",
+    "generateCeleryConfigSecret",
+    "rabbitmq",
+    "redis",
+    "flower",
+    "ingress",
+    "imagePullSecrets",
+    "computeLogManager",
+    "scheduler",
+    "runLauncher",
+    "pythonLogs",
+    "dagsterDaemon",
+    "busybox",
+    "migrate",
+    "telemetry",
+    "serviceAccount",
+    "global",
+    "retention",
+    "additionalInstanceConfig",
+]
 CHART_VALUES = {
     "type": "object",
     "additionalProperties": False,
@@ -102,10 +153,23 @@ CHART_VALUES = {
         ),
         "postgresql": {
             "type": "object",
-            "required": ["enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword", "postgresqlDatabase", "service"],
+            "required": [
+                "enabled",
+                "postgresqlHost",
+                "postgresqlUsername",
+                "postgresqlPassword",
+                "postgresqlDatabase",
+                "service",
+            ],
             "properties": {
-                "enabled": BOOL, "postgresqlHost": STR, "postgresqlUsername": STR, "postgresqlPassword": STR,
-                "postgresqlDatabase": STR, "postgresqlParams": OBJ, "postgresqlScheme": STR, "service": closed(["port"], port=INT),
+                "enabled": BOOL,
+                "postgresqlHost": STR,
+                "postgresqlUsername": STR,
+                "postgresqlPassword": STR,
+                "postgresqlDatabase": STR,
+                "postgresqlParams": OBJ,
+                "postgresqlScheme": STR,
+                "service": closed(["port"], port=INT),
             },  # fmt: skip
         },
         "dagsterDaemon": DAEMON,
