@@ -138,3 +138,53 @@ def test_a_killed_worker_fails_its_step_frees_its_slot_and_a_rerun_is_exact(tmp_
         workers.stop_all()
         (flags / "resume").parent.mkdir(exist_ok=True)
         (flags / "resume").touch()
+
+
+def test_a_backfill_under_celery_keeps_its_caps(tmp_path: Path, celery_env: dict[str, str]) -> None:
+    """A Dagster backfill through the real webserver and daemon, its runs' steps on two workers: at most MAX_RUNS
+    runs in flight, PER_RUN dates a run, the rows-per-second cap, one writer at a time, and the same tables."""
+    from assets.billing_feed import BILLING_EVENTS
+    from lakehouse.app.backfill import BackfillClient, ingest_assets
+    from tests.e2e.dagster_ui import BACKFILL_TAG, instance, peak_in_flight, rows_written, run_spans, running_ui
+
+    max_runs, per_run, rows_per_second = 1, 2, 8.0
+    caps = {
+        "LAKEHOUSE_BACKFILL_MAX_RUNS": str(max_runs),
+        "LAKEHOUSE_BACKFILL_PARTITIONS_PER_RUN": str(per_run),
+        "LAKEHOUSE_BACKFILL_ROWS_PER_SECOND": str(rows_per_second),
+    }
+    local, dates, _ = local_reference(tmp_path, days=4)
+    root = tmp_path / "root"
+    copy_landing(local, root)
+    # Published once first (in process), so the sensors have nothing to launch: the backfill replays the dates.
+    assert all(o.ok for o in run_arrival_dates(replace(Settings.from_env(root=str(root)), executor="local"), dates))
+    workers = Workers(tmp_path)
+    try:
+        for name in ("w1", "w2"):  # a daemon's runs carry no settings: the workers' own must be the code location's
+            workers.start(name, LAKEHOUSE_ROOT=str(root), **caps)
+        workers.wait_ready()
+        with running_ui(root, tmp_path / "ui.log", **caps) as url:
+            client = BackfillClient(url)
+            backfill_id = client.launch(ingest_assets(BILLING_EVENTS), [d.isoformat() for d in dates], {}, "celery backfill")
+            state = client.wait(backfill_id, timeout=600, report=lambda s: None)
+            assert state.succeeded, state.line()
+            dagster = instance(root)
+            backfill = run_spans(dagster, {BACKFILL_TAG: backfill_id})
+    finally:
+        workers.stop_all()
+
+    ids = [s.run_id for s in backfill]
+    assert len(backfill) == len(dates) // per_run
+    assert peak_in_flight(backfill) <= max_runs
+    rows = rows_written(dagster, set(ids))
+    elapsed = max(s.ended for s in backfill) - min(s.starting for s in backfill)
+    assert rows > 0 and rows / elapsed <= rows_per_second, f"{rows} rows in {elapsed:.1f}s"
+    on_workers = worker_of_each_step(dagster, ids)
+    assert {run_id for run_id, _ in on_workers} == set(ids), "a backfill run's steps did not go to the Celery workers"
+    assert dagster.event_log_storage.get_concurrency_info(WRITER_POOL).claimed_slots == []
+    assert_same_content(content(local), content(root))
+    print(
+        f"\nCelery backfill: {len(backfill)} runs, peak {peak_in_flight(backfill)} in flight (cap {max_runs}), "
+        f"{len(on_workers)} steps on {sorted({w.split('@')[0] for w in on_workers.values()})}; "
+        f"{rows} rows in {elapsed:.1f}s = {rows / elapsed:.1f} rows/s (cap {rows_per_second})"
+    )
