@@ -130,8 +130,8 @@ def main() -> int:
             started = time.perf_counter()
             demo = subprocess.run([LAKEHOUSE, "demo", "--root", "s3://lakehouse-demo/demo", *sys.argv[1:]], env=env)
             elapsed = time.perf_counter() - started
-            steps = Counter(
-                line.split("Task execute_plan[")[0] and worker
+            steps = Counter(  # each worker logs one line per step it executed
+                worker
                 for worker in WORKERS
                 for line in (logs / f"{worker}.log").read_text(errors="replace").splitlines()
                 if "Task execute_plan[" in line and " succeeded " in line
