@@ -33,7 +33,8 @@ def celery_executor_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.celery_queue,
         "worker_prefetch_multiplier": 1,  # a worker takes one step at a time: the others stay for idle workers
         "broker_connection_retry_on_startup": True,
-        "result_expires": 86400,
+        # A step's result is read by its run at once; on RabbitMQ each run's rpc:// reply queue expires after this.
+        "result_expires": 3600,
     }
     if uses_redis(settings):
         prefix = {"global_keyprefix": f"{settings.celery_queue}:"}
