@@ -3,7 +3,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: help setup run test test-fast lint format ui clean bench
+.PHONY: help setup run demo-distributed test test-fast lint format ui clean bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -18,6 +18,9 @@ setup: $(UV)  ## install the locked dependencies into .venv, bytecode compiled
 
 run: setup  ## the demo: generate sample data into ./demo-lakehouse and run everything
 	$(UV) run --frozen lakehouse demo
+
+demo-distributed: setup  ## the demo off one machine's disk: S3 server, PostgreSQL instance, Redis, two Celery workers (docs/deployment.md)
+	$(UV) run --frozen python deploy/demo_distributed.py
 
 test: setup  ## the whole test suite
 	$(UV) run --frozen pytest

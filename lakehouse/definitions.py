@@ -52,6 +52,15 @@ def run_kind_executor(settings: Settings) -> dg.ExecutorDefinition:
     return lakehouse_run_kind
 
 
+def executor_for(settings: Settings) -> dg.ExecutorDefinition:
+    """The deployment's choice (LAKEHOUSE_EXECUTOR): steps in local processes, or on Celery workers."""
+    if settings.executor == "celery":
+        from lakehouse.app.workers import celery_executor_definition
+
+        return celery_executor_definition(settings)  # type: ignore[no-any-return]
+    return run_kind_executor(settings)
+
+
 def feeds() -> list[FeedSpec]:
     """The feeds this code location runs: a new feed is one more spec here, and nothing else in the engine."""
     from assets.billing_feed import BILLING_EVENTS  # imported here: the engine never imports a feed at module level
@@ -76,9 +85,7 @@ def build_definitions(settings: Settings, with_feeds: list[FeedSpec] | None = No
     """Every feed's assets, checks, jobs and sensors (each built from its spec), sharing one resource and executor."""
     from assets.definitions import feed_definitions
 
-    shared = dg.Definitions(
-        resources={"lakehouse": LakehouseResource.from_settings(settings)}, executor=run_kind_executor(settings)
-    )
+    shared = dg.Definitions(resources={"lakehouse": LakehouseResource.from_settings(settings)}, executor=executor_for(settings))
     return dg.Definitions.merge(*(feed_definitions(feed, settings) for feed in with_feeds or feeds()), shared)
 
 

@@ -67,6 +67,12 @@ DSN = _optional(
         "a PostgreSQL DSN (postgresql://... or host=... words)",
     )
 )
+EXECUTORS = ("local", "celery")
+EXECUTOR = Kind(str, lambda v: v in EXECUTORS, f"one of {', '.join(EXECUTORS)}")
+BROKER_SCHEMES = ("redis://", "rediss://", "amqp://", "pyamqp://")
+# A Celery broker URL: Redis (its results go to the same database) or RabbitMQ (results over rpc://).
+BROKER = Kind(str, lambda v: v.startswith(BROKER_SCHEMES), "a Celery broker URL (redis://, rediss://, amqp:// or pyamqp://)")
+QUEUE = Kind(str, lambda v: bool(v) and v.replace("_", "").replace("-", "").isalnum(), "a queue name (letters, digits, - and _)")
 POLICY = _optional(Kind(str, lambda v: v in SCHEMA_COMPATIBILITIES, f"one of {', '.join(SCHEMA_COMPATIBILITIES)}"))
 
 
@@ -105,6 +111,12 @@ class Settings:
         instance: the Dagster instance `lakehouse run` and `ui` install: `sqlite` under DAGSTER_HOME, or
             `postgres` (runs, events and pools in PostgreSQL, reached through DAGSTER_PG_* variables);
             `auto` is postgres when DAGSTER_PG_HOST is set, else sqlite.
+        executor: where a run's steps execute: `local` (processes of the machine running the run, see
+            RunKindExecutor) or `celery` (tasks on Celery workers, `lakehouse worker`, which need the
+            PostgreSQL instance, the same code and the same LAKEHOUSE_* settings; see docs/deployment.md).
+        celery_broker: the broker the Celery executor and its workers share (Redis or RabbitMQ).
+        celery_queue: the broker queue this deployment's steps go to (and, on Redis, the prefix of every key
+            it writes): two deployments sharing a broker keep apart by it.
     """
 
     root: str = setting(DEFAULT_ROOT, "LAKEHOUSE_ROOT", ROOT)
@@ -123,6 +135,9 @@ class Settings:
     retention_hours: float = setting(168.0, "LAKEHOUSE_RETENTION_HOURS", _number(0))
     lock_dsn: str | None = setting(None, "LAKEHOUSE_LOCK_DSN", DSN)
     instance: str = setting("auto", "LAKEHOUSE_INSTANCE", INSTANCE)
+    executor: str = setting("local", "LAKEHOUSE_EXECUTOR", EXECUTOR)
+    celery_broker: str = setting("redis://127.0.0.1:6379/0", "LAKEHOUSE_CELERY_BROKER", BROKER)
+    celery_queue: str = setting("lakehouse", "LAKEHOUSE_CELERY_QUEUE", QUEUE)
 
     @property
     def uses_postgres_instance(self) -> bool:

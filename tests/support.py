@@ -35,6 +35,9 @@ NON_DEFAULT_TEXTS = {
     "retention_hours": "24.0",
     "lock_dsn": "postgresql://lakehouse@db.example/locks",  # used by object-store roots only: never reached here
     "instance": "sqlite",  # forced: never PostgreSQL, whatever DAGSTER_PG_* say
+    "executor": "celery",  # a run under it needs workers and PostgreSQL: in-process tests set it back to local
+    "celery_broker": "amqp://guest@broker.example//",
+    "celery_queue": "elsewhere",
 }
 
 

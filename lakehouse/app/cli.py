@@ -151,31 +151,61 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fresh_demo_root(root: str) -> str | None:
+    """Make `root` a fresh demo root; None when it is ready, else why not. A local folder is re-created only if a
+    previous demo made it; an object-store root must have no landing files yet (its bucket is the operator's)."""
+    from lakehouse.delta.storage import filesystem, is_remote
+
+    if is_remote(root):
+        import pyarrow.fs as pafs
+
+        fs, path = filesystem(root)
+        if fs.get_file_info(pafs.FileSelector(f"{path}/landing", allow_not_found=True, recursive=False)):
+            return f"{root} already has landing files; choose a fresh --root"
+        return None
+    folder = Path(root)
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / DEMO_MARKER).exists():
+            return f"{folder} exists and is not a demo root; choose another --root"
+        shutil.rmtree(folder)  # only ever a folder this command made
+    folder.mkdir(parents=True)
+    (folder / DEMO_MARKER).write_text("made by `lakehouse demo`; it deletes and re-creates this folder\n")
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
     from lakehouse.app.status import collect_status, render_status
     from lakehouse.definitions import feeds, sample_generator
+    from lakehouse.delta.storage import filesystem, is_remote
 
     generate_landing = sample_generator()
 
-    root = Path(args.root or os.environ.get("LAKEHOUSE_ROOT") or "demo-lakehouse")
-    settings = Settings.from_env(root=str(root))  # every setting checked before anything is written
-    if root.exists() and any(root.iterdir()):
-        if not (root / DEMO_MARKER).exists():
-            print(f"{root} exists and is not a demo root; choose another --root", file=sys.stderr)
-            return 2
-        shutil.rmtree(root)  # only ever a folder this command made
-    root.mkdir(parents=True)
-    (root / DEMO_MARKER).write_text("made by `lakehouse demo`; it deletes and re-creates this folder\n")
-    os.environ["LAKEHOUSE_ROOT"] = str(root)
+    root = str(args.root or os.environ.get("LAKEHOUSE_ROOT") or "demo-lakehouse")
+    settings = Settings.from_env(root=root)  # every setting checked before anything is written
+    problem = _fresh_demo_root(root)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    os.environ["LAKEHOUSE_ROOT"] = root
     started = time.perf_counter()
-    summary = generate_landing(root, args.start, args.days, args.events_per_day, args.seed)
+    with tempfile.TemporaryDirectory(prefix="lakehouse-demo-") as staging:
+        # An object-store root gets the landing files as a producer would deliver them: written locally, then uploaded.
+        local = Path(staging) if is_remote(root) else Path(root)
+        summary = generate_landing(local, args.start, args.days, args.events_per_day, args.seed)
+        if is_remote(root):
+            import pyarrow.fs as pafs
+
+            fs, path = filesystem(root)
+            pafs.copy_files(str(local / "landing"), f"{path}/landing", destination_filesystem=fs)
     print(
         f"generated {summary.lines:,} records in {len(summary.files)} files for {len(summary.arrival_dates)} arrival dates "
         f"(faults: {', '.join(f'{k}={v}' for k, v in sorted(summary.faults.items()))})\n"
     )
     code = _run(settings, summary.arrival_dates, None)
     elapsed = time.perf_counter() - started
-    print("\n" + "\n\n".join(render_status(collect_status(str(root), feed, settings.retention_hours)) for feed in feeds()))
+    print("\n" + "\n\n".join(render_status(collect_status(root, feed, settings.retention_hours)) for feed in feeds()))
     print(f"\n{summary.lines:,} records end to end in {elapsed:.1f}s ({summary.lines / elapsed:,.0f} records/s).")
     print(f"Explore it: `lakehouse status --root {root}`, or the Dagster UI on this root: `LAKEHOUSE_ROOT={root} make ui`")
     return code
@@ -185,6 +215,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from lakehouse.app.ui import serve
 
     return serve(_settings(args), args.host, args.port)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from lakehouse.app.workers import exec_worker
+
+    settings = _settings(args)  # checked here: a bad setting is one line, not a worker that dies loading its app
+    if not settings.uses_postgres_instance:
+        print(
+            "lakehouse worker: workers need the PostgreSQL instance (LAKEHOUSE_INSTANCE=postgres, DAGSTER_PG_*)", file=sys.stderr
+        )
+        return 2
+    exec_worker(settings, args.name, args.concurrency, args.loglevel)
+    return 0  # not reached: the worker replaced this process
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -281,6 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    worker = commands.add_parser(
+        "worker",
+        help="a Celery worker that executes steps of runs with LAKEHOUSE_EXECUTOR=celery (same code, settings, instance)",
+    )
+    worker.add_argument("--root", help=root_help)
+    worker.add_argument("--name", default="lakehouse", help="worker name (unique per host): NAME@hostname")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps this worker executes at once, one process each")
+    worker.add_argument("--loglevel", default="WARNING", help="Celery's log level (INFO shows every task)")
+    worker.set_defaults(func=cmd_worker)
 
     backfill = commands.add_parser("backfill", help="launch a Dagster backfill of arrival dates through the running UI")
     backfill.add_argument("--root", help=root_help)

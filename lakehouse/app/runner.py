@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class DateOutcome:
         return self.ingest_ok and self.gold_ok is not False
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def _failure_message(result: RunResult) -> str:
     """The first failed step's own words: a gate's description, or the error's first line."""
     failure = next((event for event in result.all_events if event.is_step_failure), None)
     if failure is None:
@@ -156,6 +157,54 @@ def reaping_abandoned_cli_runs(instance: dg.DagsterInstance, interval_seconds: f
         reaper.join(timeout=10)
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """What the runner needs of a finished run, however its steps executed."""
+
+    run_id: str
+    success: bool
+    all_events: list[dg.DagsterEvent]
+
+
+def execute(
+    settings: Settings, job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str]
+) -> RunResult:
+    """One run of `job` from this process: its steps in this process (LAKEHOUSE_EXECUTOR=local), or on Celery workers.
+
+    Under Celery the job is loaded by its code pointer (lakehouse.definitions:defs) both here and on every worker,
+    so the run's steps are the code location's own; in-process execution ignores any job's executor, so Celery
+    runs go through `execute_job`, which honours it.
+    """
+    result = _execute(settings, job, instance, run_config, tags)
+    if not result.success:
+        # As the daemon's run monitoring does for runs it launched (free_slots_after_run_end_seconds): a step whose
+        # Celery worker process was killed fails (WorkerLostError) without the step event that frees its pool slot.
+        instance.event_log_storage.free_concurrency_slots_for_run(result.run_id)
+    return result
+
+
+def _execute(
+    settings: Settings, job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, tags: dict[str, str]
+) -> RunResult:
+    if settings.executor != "celery":
+        done = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
+        return RunResult(done.run_id, done.success, list(done.all_events))
+    from dagster._core.definitions.reconstruct import ReconstructableRepository  # no public alias in 1.13
+
+    if not settings.uses_postgres_instance:
+        raise SettingError(
+            "LAKEHOUSE_EXECUTOR=celery needs the PostgreSQL instance (LAKEHOUSE_INSTANCE=postgres): workers share it"
+        )
+    recon = ReconstructableRepository.for_module("lakehouse.definitions", "defs").get_reconstructable_job(job.name)
+    # This process's settings travel in the run's config, so a worker's steps use them, not the worker's own
+    # environment (which still builds the job: its LAKEHOUSE_* settings must agree on the partitions).
+    carried = {**run_config, "resources": {"lakehouse": {"config": {"settings_texts": settings.texts()}}}}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")  # dagster-celery's own
+        with dg.execute_job(recon, instance, run_config=carried, tags=tags, raise_on_error=False) as result:
+            return RunResult(result.run_id, result.success, list(result.all_events))
+
+
 def pending_arrival_dates(settings: Settings, dataset: str) -> list[date]:
     """Landed dates whose current files are not yet fully published (gated, failed or interrupted included)."""
     complete = set(
@@ -205,13 +254,7 @@ def run_arrival_dates(
                 raise ValueError(
                     f"arrival date {arrival} is before the partitions start {settings.partitions_start} (LAKEHOUSE_PARTITIONS_START)"
                 )
-            result = ingest.execute_in_process(
-                partition_key=arrival.isoformat(),
-                instance=instance,
-                run_config=run_config,
-                raise_on_error=False,
-                tags=cli_tags,
-            )
+            result = execute(settings, ingest, instance, run_config, {**cli_tags, "dagster/partition": arrival.isoformat()})
             if not result.success:
                 message = _failure_message(result)
                 outcomes.append(DateOutcome(arrival, result.run_id, False, None, None, message))
@@ -226,9 +269,7 @@ def run_arrival_dates(
             row = batch.row(0, named=True)
             touched = [date.fromisoformat(d) for d in json.loads(row["touched_event_dates"] or "[]")]
             request = gold_refresh_request(row["batch_id"], arrival, touched, settings.event_partitions_start)
-            gold = refresh.execute_in_process(
-                instance=instance, raise_on_error=False, run_config=quiet, tags={**request.tags, **cli_tags}
-            )
+            gold = execute(settings, refresh, instance, quiet, {**request.tags, **cli_tags})
             message = (
                 f"published batch {row['batch_id'][:12]}; gold refreshed for {len(touched)} event dates"
                 if gold.success

@@ -1,6 +1,6 @@
 """Every setting reaches the asset bodies through the real definitions and their resource, not only the engine."""
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ def test_each_asset_body_runs_with_every_setting_the_definitions_were_built_with
     spy(assets.bronze, "land_bronze")
     spy(assets.silver, "publish_silver")
     spy(assets.gold, "refresh_gold")
-    settings = non_default(tmp_path)
+    # Steps in process here: LAKEHOUSE_EXECUTOR=celery needs workers and PostgreSQL (tests/scaleout/test_celery.py).
+    settings = replace(non_default(tmp_path), executor="local")
     land(tmp_path, D1, "a.jsonl", [event("e1"), event("e2", kind="refund", amount=-40)])
     [outcome] = run_arrival_dates(settings, [date.fromisoformat(D1)], instance=dg.DagsterInstance.ephemeral())
     assert outcome.ok, outcome.message

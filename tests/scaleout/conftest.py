@@ -6,7 +6,9 @@ a short timeout, its tests skip with the reason on a machine without one, and fa
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,3 +141,125 @@ def pg_instance(pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DAGSTER_PG_PASSWORD", raising=False)
     return pg_database
+
+
+BROKERS = {  # probed in this order; the first that answers is the tests' broker
+    "redis": os.environ.get("LAKEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "rabbitmq": os.environ.get("LAKEHOUSE_TEST_AMQP_URL", "pyamqp://guest:guest@127.0.0.1:5672//"),
+}
+
+
+def _broker_answers(url: str) -> str | None:
+    """None when the broker at `url` answers within 2 s, else why not."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2, transport_options={"max_retries": 0}) as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+            return None
+    except Exception as error:  # noqa: BLE001 - any failure to connect is the reason to report
+        return f"{url.split('@')[-1]}: {str(error).strip() or type(error).__name__}"
+
+
+@pytest.fixture(scope="session")
+def celery_broker() -> str:
+    """A Celery broker on this machine: Redis, else RabbitMQ, each probed with a short timeout."""
+    reasons = []
+    for url in BROKERS.values():
+        problem = _broker_answers(url)
+        if problem is None:
+            return url
+        reasons.append(problem)
+    reason = f"no Celery broker (Redis or RabbitMQ) answers: {'; '.join(reasons)}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}: CI must run the Celery tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def celery_env(celery_broker: str, pg_instance: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """LAKEHOUSE_EXECUTOR=celery on a queue of the test's own; afterwards the queue and (on Redis) its keys are removed."""
+    queue = f"lakehouse_test_{uuid.uuid4().hex[:10]}"
+    env = {"LAKEHOUSE_EXECUTOR": "celery", "LAKEHOUSE_CELERY_BROKER": celery_broker, "LAKEHOUSE_CELERY_QUEUE": queue}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield env
+    finally:
+        _remove_queue(celery_broker, queue)
+
+
+def _remove_queue(broker: str, queue: str) -> None:
+    if broker.startswith(("redis://", "rediss://")):
+        import redis
+
+        client = redis.Redis.from_url(broker)
+        keys = list(client.scan_iter(match=f"{queue}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        return
+    from kombu import Connection
+
+    with Connection(broker) as connection:
+        channel = connection.channel()
+        channel.queue_delete(queue)
+
+
+class Workers:
+    """Celery workers (`lakehouse worker`), each in a process group of its own, with a log file each."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, **extra_env: str) -> None:
+        log = self.folder / f"{name}.log"
+        with open(log, "wb") as out:
+            self.processes[name] = subprocess.Popen(
+                [str(Path(sys.executable).with_name("lakehouse")), "worker", "--name", name, "--loglevel", "INFO"],
+                env={**os.environ, **extra_env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        for name, process in self.processes.items():
+            log = self.folder / f"{name}.log"
+            while " ready." not in log.read_text(errors="replace"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker {name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.2)
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # warm shutdown: the pool's children go with it
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # any child left behind
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+
+@pytest.fixture
+def celery_workers(celery_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    """Two workers of one step each on the test's queue, instance and settings; stopped after the test."""
+    folder = tmp_path / "workers"
+    folder.mkdir()
+    workers = Workers(folder)
+    try:
+        for name in ("w1", "w2"):
+            workers.start(name)
+        workers.wait_ready()
+        yield workers
+    finally:
+        workers.stop_all()

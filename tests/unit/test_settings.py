@@ -25,6 +25,9 @@ BAD = [
     ("LAKEHOUSE_RETENTION_HOURS", "a week", "a number >= 0"),
     ("LAKEHOUSE_SCHEMA_COMPATIBILITY", "sideways", "one of backward, forward, full, none"),
     ("LAKEHOUSE_PARTITIONS_START", "2026-02-30", "a real date YYYY-MM-DD"),
+    ("LAKEHOUSE_EXECUTOR", "dask", "one of local, celery"),
+    ("LAKEHOUSE_CELERY_BROKER", "localhost:6379", "a Celery broker URL (redis://, rediss://, amqp:// or pyamqp://)"),
+    ("LAKEHOUSE_CELERY_QUEUE", "a queue", "a queue name (letters, digits, - and _)"),
 ]
 
 
