@@ -6,7 +6,7 @@ import math
 import pytest
 
 from benchmarks.data import LAYOUTS
-from benchmarks.run import main, plan
+from benchmarks.run import main, plan, targets
 from benchmarks.sizes import SIZES
 
 
@@ -75,3 +75,16 @@ def test_smoke_run_prices_the_pipeline_against_a_peer_doing_the_same_job(smoke_r
     assert rows["peer_mixed"]["extra"] == rows["peer"]["extra"]
     assert [name for name, _ in result["against_peer"]] == ["e2e / peer", "e2e_mixed / peer_mixed"]
     assert all(f"- {name}: " in table for name, _ in result["against_peer"])
+
+
+def test_a_partial_run_judges_exactly_the_targets_its_rows_measure() -> None:
+    measured = {"e2e": {"median_s": 10.0, "peak_rss_mib": 900.0}, "floor": {"median_s": 2.0, "peak_rss_mib": 300.0}}
+    (judged,) = targets(measured, SIZES["smoke"])
+    assert judged == {
+        "target": "end to end <= 4x the floor (read JSONL + one Delta append)",
+        "measured": 5.0,
+        "limit": 4.0,
+        "met": False,
+    }
+    day = {"day": {"median_s": 60.0, "peak_rss_mib": 1024.0}}
+    assert [(t["measured"], t["met"]) for t in targets(day, SIZES["smoke"])] == [(0.5, True)]
