@@ -145,5 +145,8 @@ def test_the_backfill_budget_of_an_object_store_root_is_shared_through_postgres(
     started = time.perf_counter()
     with ThreadPoolExecutor(4) as pool:
         waits = [f.result() for f in [pool.submit(limit.acquire, 20) for limit in (first, second) for _ in range(2)]]
-    assert max(waits) >= 0.7  # the last booking waits for all four shares
-    assert time.perf_counter() - started >= 0.75  # 80 rows at 100/s, whoever booked them: one budget, not two
+    # Each booking pays at least its own share (20 rows at 100/s); how much more depends on when its thread got to
+    # the database, which a loaded machine delays, so the shared budget is judged on the whole: 80 rows at 100/s
+    # take 0.8 s whoever booked them, where two budgets would let them through in 0.4 s.
+    assert min(waits) >= 0.19
+    assert time.perf_counter() - started >= 0.75
