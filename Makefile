@@ -22,8 +22,9 @@ run: setup  ## the demo: generate sample data into ./demo-lakehouse and run ever
 demo-distributed: setup  ## the demo off one machine's disk: S3 server, PostgreSQL instance, Redis, two Celery workers (docs/deployment.md)
 	$(UV) run --frozen python deploy/demo_distributed.py
 
-test: setup  ## the whole test suite
-	$(UV) run --frozen pytest
+# Two workers, each test file on one (module fixtures stay shared): most of the suite's time is e2e tests waiting on Dagster.
+test: setup  ## the whole test suite, on two workers
+	$(UV) run --frozen pytest -n 2 --dist loadfile
 
 test-fast: setup  ## unit, engine, property and in-process Dagster tests (every folder but e2e/ and benchmarks/)
 	$(UV) run --frozen pytest -m "not e2e and not bench"
