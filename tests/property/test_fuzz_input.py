@@ -48,6 +48,16 @@ json_values = st.recursive(
 )
 
 
+def perturb_fields(draw: st.DrawFn, record: dict[str, Any], names: list[str]) -> None:
+    """Up to three of `names`, each replaced by any JSON value, dropped or kept: a record a producer got wrong."""
+    for name in draw(st.lists(st.sampled_from(names), max_size=3)):
+        action = draw(st.sampled_from(["replace", "drop", "keep"]))
+        if action == "replace":
+            record[name] = draw(json_values)
+        elif action == "drop":
+            record.pop(name, None)
+
+
 @st.composite
 def hostile_lines(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 9)) == 0:
@@ -61,12 +71,7 @@ def hostile_lines(draw: st.DrawFn) -> bytes:
     )
     if draw(st.booleans()):  # a payload of anything: it is stored, so what it holds must survive storage
         record["payload"] = draw(st.dictionaries(st.text(max_size=8), json_values, max_size=4))
-    for name in draw(st.lists(st.sampled_from([*BILLING_EVENTS.fields, "channel", "event_id"]), max_size=3)):
-        action = draw(st.sampled_from(["replace", "drop", "keep"]))
-        if action == "replace":
-            record[name] = draw(json_values)
-        elif action == "drop":
-            record.pop(name, None)
+    perturb_fields(draw, record, [*BILLING_EVENTS.fields, "channel", "event_id"])
     text = json.dumps(record, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 0])))
     while f'"{NUMBER}"' in text:
         text = text.replace(f'"{NUMBER}"', draw(st.sampled_from(NUMBER_LITERALS)), 1)

@@ -22,7 +22,7 @@ from polars.testing import assert_frame_equal
 from assets.billing_feed import BILLING_EVENTS
 from lakehouse.staging import records_fast
 from lakehouse.staging.records import stage_records
-from tests.property.test_fuzz_input import NUMBER, NUMBER_LITERALS, hostile_lines, json_values
+from tests.property.test_fuzz_input import NUMBER, NUMBER_LITERALS, hostile_lines, json_values, perturb_fields
 from tests.support import event
 
 EXAMPLES = int(os.environ.get("LAKEHOUSE_FUZZ_EXAMPLES", "400"))
@@ -58,12 +58,7 @@ def foreign_lines(draw: st.DrawFn) -> bytes:
     )
     if draw(st.booleans()):
         record["payload"] = draw(st.dictionaries(st.text(max_size=6), json_values, max_size=5))
-    for name in draw(st.lists(st.sampled_from([*BILLING_EVENTS.fields, "channel", "x:y"]), max_size=3)):
-        action = draw(st.sampled_from(["replace", "drop", "keep"]))
-        if action == "replace":
-            record[name] = draw(json_values)
-        elif action == "drop":
-            record.pop(name, None)
+    perturb_fields(draw, record, [*BILLING_EVENTS.fields, "channel", "x:y"])
     item, key = draw(st.sampled_from(SEPARATORS))
     text = draw(st.sampled_from(["", " ", "\t"])) + render(record, draw, item, key) + draw(st.sampled_from(["", " ", "\r"]))
     trick = draw(st.sampled_from(["none", "none", "repeat", "repeat_nested", "escaped_colon", "deep", "deep_ok"]))
