@@ -49,8 +49,12 @@ def test_smoke_run_reports_every_target_with_a_finite_ratio(smoke_run: tuple[dic
     assert len(names) == 11 + len(LAYOUTS)
     assert any(name.startswith("a 2,000-record date through Dagster") for name in names)
     assert all(f"end to end, {layout} layout <= 1.5x the best layout's" in names for layout in LAYOUTS)
+    # Two targets are differences of timings (Dagster's overhead above the engine, a date above its floor): at the
+    # smoke size, one repeat beside other tests, a difference may come out below zero; a ratio never can.
+    differences = ("backfill overhead per partition", "seconds beyond the floor")
     for target in result["targets"]:
-        assert math.isfinite(target["measured"]) and target["measured"] > 0
+        assert math.isfinite(target["measured"])
+        assert target["measured"] > 0 or any(part in target["target"] for part in differences)
         assert target["met"] == (target["measured"] <= target["limit"])
         assert target["target"] in table
     assert result["machine"]["deltalake"].startswith("1.6")
