@@ -234,11 +234,13 @@ def stage(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
 
 @measure("apply")
 def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
-    """Silver's apply step for validated deliveries: ledger lookup, resolution, current rows, MERGE."""
+    """Silver's apply step for validated deliveries: ledger lookup, resolution, current rows, one commit."""
     from assets.billing_feed import BILLING_EVENTS
-    from lakehouse.batches.batch import apply_to_silver, ledger_rows
+    from lakehouse.batches.ledger import ledger_matches, ledger_rows
     from lakehouse.batches.resolution import resolve
+    from lakehouse.batches.silver_changes import plan_silver
     from lakehouse.delta.storage import CommitInfo
+    from lakehouse.staging.fingerprint import key_fingerprints
 
     link_copy(work / f"history-{params['history']}" / "tables", scratch / "tables")
     silver, ledger_uri = (
@@ -249,11 +251,15 @@ def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     commit = CommitInfo(dataset="billing_events", batch_id="bench-apply", run_id="bench", code_version="bench")
     feed = BILLING_EVENTS
     start = time.perf_counter()
-    ledger = ledger_rows(ledger_uri, feed, deliveries)
+    matches = ledger_matches(ledger_uri, key_fingerprints(deliveries.get_column(feed.key)).unique())
+    ledger = ledger_rows(ledger_uri, feed, deliveries, matches)
     ledger = ledger.filter(pl.col("_arrival_date") != data.ARRIVAL)  # as publish_silver: other arrival dates only
     lookup = time.perf_counter() - start
     resolution = resolve(deliveries, ledger, feed.key, feed.version)
-    stats = apply_to_silver(silver, feed, deliveries, ledger, resolution, commit)
+    candidate_dates = set(ledger.get_column(feed.partition).to_list() + deliveries.get_column(feed.partition).to_list())
+    with plan_silver(silver, feed, resolution.kept.get_column(feed.key), candidate_dates, 1) as plan:
+        plan.add([0], resolution.kept)  # the whole batch as one group of key slices
+        stats = plan.commit(commit, "benchmark: apply")
     seconds = time.perf_counter() - start
     return seconds, deliveries.height, {"ledger_lookup_s": round(lookup, 3), "upserted": stats.upserted, **resolution.counts()}
 

@@ -3,12 +3,19 @@
 Write order within a batch: quarantine -> ledger -> silver -> batch record. Every step makes
 its scope equal to a state computed from bronze and the *other* batches' accepted deliveries,
 so a crash between any two commits is repaired by simply running the batch again.
+
+Memory stays bounded whatever the date's size: bronze is judged a slice of lines at a time, the
+deliveries are filed by key slice (`Spill`, on local disk beyond a small budget), and resolution,
+the ledger's lookups and silver's comparison work one group of key slices at a time (every rule of
+resolution looks at one key's deliveries, and a key's deliveries are all in one slice); the ledger
+and silver writes stream their rows into one commit each.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,22 +24,25 @@ import polars as pl
 
 from lakehouse.batches.arrivals import notice_missing_deliveries
 from lakehouse.batches.gates import Gate, evaluate_gates, volume_gate
+from lakehouse.batches.ledger import ledger_matches, ledger_rows
 from lakehouse.batches.ops import OpsTables, batch_record, dumps
 from lakehouse.batches.quarantine import conflict_rows, validation_rejects, write_quarantine
-from lakehouse.batches.resolution import LINEAGE, LINEAGE_WITH_BATCH, Resolution, resolve_in_slices
+from lakehouse.batches.resolution import LINEAGE, LINEAGE_WITH_BATCH, OUTCOMES, fingerprint_slices, resolve
+from lakehouse.batches.silver_changes import SilverChange, plan_silver
+from lakehouse.batches.spill import Spill
 from lakehouse.batches.throttle import RowRateLimit
 from lakehouse.batches.volume import VOLUME_CHECK, judge_volume
 from lakehouse.delta.locking import exclusive_writer
-from lakehouse.delta.merge import MergeStats, apply_changes
 from lakehouse.delta.storage import (
     CommitInfo,
+    FrameStream,
     arrow_stream,
+    count_rows,
     ensure_table,
     open_table,
     read_partition_chunks,
     read_table,
     replace_where,
-    scan_data_files,
     table_exists,
     table_uri,
     table_version,
@@ -48,6 +58,8 @@ from lakehouse.staging.landing import SYMLINK, landed_arrival_dates, split_recor
 from lakehouse.staging.records import STAGE_CHUNK_ROWS, stage_records
 
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
+SPILL_SLICES = 64  # key slices a date's deliveries are filed in, by key fingerprint: a key's slice is the key's alone
+GROUP_ROWS = 250_000  # deliveries resolved at once: resolution's working frames are several times them
 
 
 @dataclass(frozen=True)
@@ -134,8 +146,13 @@ class _Landed:
 class _Verdict:
     """Everything decided about the batch before any write: its resolution, rejects, counts and gates."""
 
-    ledger: pl.DataFrame  # the ledger's rows of the batch's keys (this date's earlier attempt included)
-    resolution: Resolution  # its outcomes are the version conflicts' only (every outcome is in its counts)
+    groups: list[list[int]]  # the groups of key slices resolved together, in order
+    kept: Spill  # silver's target rows of the batch's keys, filed by group number
+    keys: pl.Series  # the batch's keys
+    candidate_dates: set[date]  # the event dates silver may hold a row of the batch's keys in
+    ledger_unchanged: bool  # the ledger already holds exactly this batch's deliveries for the date (a replay)
+    displaced: pl.DataFrame  # deliveries of other batches that now lose a conflict, with `_kept_*` lineage
+    touched: list[date]  # event dates whose silver rows the batch's keys had or will have
     rejects: pl.DataFrame  # the batch's own quarantine rows: contract rejects and conflict losers
     counts: dict[str, int]
     drift: SchemaDrift
@@ -175,15 +192,20 @@ def publish_silver(
     threshold = settings.max_rejected_fraction if max_rejected_fraction is None else max_rejected_fraction
     tables, ops = _Tables.of(settings.root, feed), OpsTables(settings.root)
     if rate_limit is not None:  # a backfill's cap, paid before the writer lock so pacing never blocks other writers
-        rate_limit.acquire(read_table(tables.bronze, pl.col("_arrival_date") == arrival_date, ["_batch_id"]).height)
-    with exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds, settings.lock_dsn):
-        judged = _judge_bronze(tables.bronze, arrival_date, feed, feed.contract(settings.allowed_lateness_days), run_id)
+        rate_limit.acquire(count_rows(tables.bronze, pl.col("_arrival_date") == arrival_date))
+    with (
+        exclusive_writer(settings.root, feed.dataset, settings.lock_timeout_seconds, settings.lock_dsn),
+        Spill(feed.silver_schema) as deliveries,
+        Spill(feed.silver_schema) as kept,
+    ):
+        contract = feed.contract(settings.allowed_lateness_days)
+        judged = _judge_bronze(tables.bronze, arrival_date, feed, contract, run_id, deliveries)
         recorded_batches = ops.batch_rows(feed.dataset)
         landed = _landed_batch(recorded_batches, feed, arrival_date, judged)
         lineage = CommitInfo(feed.dataset, landed.batch_id, run_id, code_version, arrival_date, tuple(landed.files))
         _fingerprint_old_ledger(tables.ledger, feed, lineage)
         acceptance = _Acceptance(threshold, accept_damaged_files, accept_volume_anomaly)
-        verdict = _decide(settings, feed, tables, arrival_date, judged, landed, recorded_batches, acceptance, run_id)
+        verdict = _decide(settings, feed, tables, arrival_date, judged, landed, recorded_batches, acceptance, run_id, kept)
         commit = replace(lineage, counts=verdict.counts)
         # Created (or migrated) only now, so that commit too carries the batch's counts.
         for uri, schema, partition in (
@@ -251,16 +273,46 @@ def _decide(
     recorded_batches: pl.DataFrame,
     accepted: _Acceptance,
     run_id: str,
+    kept: Spill,
 ) -> _Verdict:
-    """Resolve the batch against the ledger's other batches, count every record once, and evaluate the gates."""
-    ledger = ledger_rows(tables.ledger, feed, judged.deliveries)
-    # Only the conflicts' outcomes are kept (for their quarantine rows); the others are counted, never copied whole.
-    conflicts = pl.col("_outcome") == "version_conflict"
-    prior = ledger.filter(pl.col("_arrival_date") != arrival_date)
-    resolution = resolve_in_slices(judged.deliveries, prior, feed.key, feed.version, outcomes_kept=conflicts)
-    losers = resolution.outcomes
-    tally = resolution.counts()
-    rejects = pl.concat([judged.rejects, conflict_rows(feed, losers, _raw_lines(tables.bronze, arrival_date, losers), run_id)])
+    """Resolve the batch against the ledger's other batches a group of key slices at a time, count every
+    record once, and evaluate the gates. Each group's target silver rows go to `kept`."""
+    key, partition = feed.key, feed.partition
+    matches = ledger_matches(tables.ledger, judged.fingerprints)  # one pass over the ledger's fingerprints
+    groups = _slice_groups(judged.deliveries)
+    tally = dict.fromkeys(OUTCOMES, 0)
+    losers, displaced, keys = [], [], []
+    touched: set[date] = set()
+    candidate_dates: set[date] = set()
+    ledger_unchanged, duplicate_keys = True, 0
+    for number, group in enumerate(groups):
+        deliveries = pl.concat([judged.deliveries.read(n) for n in group])
+        ledger = ledger_rows(tables.ledger, feed, deliveries, matches)
+        own = ledger.filter(pl.col("_arrival_date") == arrival_date)
+        # The content hash covers every contract field, so it and the lineage identify a ledger row.
+        ledger_unchanged = (
+            ledger_unchanged
+            and own.height == deliveries.height
+            and own.join(deliveries, on=[key, feed.version, "_content_hash", *LINEAGE_WITH_BATCH], how="anti").is_empty()
+        )
+        part = resolve(deliveries, ledger.filter(pl.col("_arrival_date") != arrival_date), key, feed.version)
+        for outcome, count in part.counts().items():
+            tally[outcome] += count
+        # Only the conflicts' outcomes are kept (for their quarantine rows); the others are counted, never copied whole.
+        losers.append(part.outcomes.filter(pl.col("_outcome") == "version_conflict"))
+        displaced.append(part.displaced)
+        touched.update(part.kept.get_column(partition).to_list() + part.prior_kept.get_column(partition).to_list())
+        candidate_dates.update(
+            ledger.get_column(partition).unique().to_list() + deliveries.get_column(partition).unique().to_list()
+        )
+        duplicate_keys += part.kept.height - part.kept.get_column(key).n_unique()
+        keys.append(part.kept.get_column(key))
+        kept.add(number, part.kept)
+    conflicts = pl.concat(losers)
+    rejects = pl.concat(
+        [judged.rejects, conflict_rows(feed, conflicts, _raw_lines(tables.bronze, arrival_date, conflicts), run_id)]
+    )
+    all_displaced = pl.concat(displaced)
     counts = {
         "records_in": judged.records_in,
         "inserted": tally["inserted"],
@@ -268,7 +320,7 @@ def _decide(
         "duplicates": tally["duplicate"],
         "stale": tally["stale"],
         "quarantined": rejects.height,
-        "displaced": resolution.displaced.height,
+        "displaced": all_displaced.height,
     }
     drift = detect_drift(
         judged.shapes,
@@ -283,7 +335,7 @@ def _decide(
         feed,
         judged.records_in,
         counts,
-        resolution,
+        duplicate_keys,
         accepted.max_rejected_fraction,
         [f for f in files if f.get("damage")],
         accepted.damaged_files,
@@ -293,7 +345,32 @@ def _decide(
     )
     volume = judge_volume(feed.volume, recorded_batches, arrival_date, judged.records_in, accepted.volume_anomaly)
     gates.append(volume_gate(volume, feed.volume))  # holds the batch only when the feed makes it blocking
-    return _Verdict(ledger, resolution, rejects, counts, drift, gates)
+    return _Verdict(
+        groups,
+        kept,
+        pl.concat(keys),
+        candidate_dates,
+        ledger_unchanged,
+        all_displaced,
+        sorted(touched),
+        rejects,
+        counts,
+        drift,
+        gates,
+    )
+
+
+def _slice_groups(deliveries: Spill) -> list[list[int]]:
+    """The key slices in order, grouped so a group holds at most GROUP_ROWS deliveries (or one slice)."""
+    groups: list[list[int]] = [[]]
+    rows = 0
+    for number in range(SPILL_SLICES):
+        if groups[-1] and rows + deliveries.rows(number) > GROUP_ROWS:
+            groups.append([])
+            rows = 0
+        groups[-1].append(number)
+        rows += deliveries.rows(number)
+    return groups
 
 
 def _hold(
@@ -327,28 +404,23 @@ def _publish(
     facts: dict[str, object],
     commit: CommitInfo,
     run_id: str,
-) -> tuple[list[date], MergeStats, list[str]]:
+) -> tuple[list[date], SilverChange, list[str]]:
     """Write the evidence, the ledger, then silver, then the batch record (each a state computed from bronze
     and the other batches, so a crash between two commits is repaired by running the batch again)."""
-    key, version, deliveries, resolution = feed.key, feed.version, judged.deliveries, verdict.resolution
+    displaced = verdict.displaced
     displaced_raw = read_table(
         tables.bronze,
-        pl.col("_arrival_date").is_in(resolution.displaced.get_column("_arrival_date").unique().implode()),
+        pl.col("_arrival_date").is_in(displaced.get_column("_arrival_date").unique().implode()),
         ["_raw", *LINEAGE],
         BRONZE_SCHEMA,
     )
-    displaced_rows = conflict_rows(feed, resolution.displaced, displaced_raw, run_id)
+    displaced_rows = conflict_rows(feed, displaced, displaced_raw, run_id)
     write_quarantine(tables.quarantine, feed, pl.concat([verdict.rejects, displaced_rows]), arrival_date, commit)
 
-    own_ledger = verdict.ledger.filter(pl.col("_arrival_date") == arrival_date)
-    if (
-        own_ledger.height != deliveries.height
-        # The content hash covers every contract field, so it and the lineage identify a ledger row.
-        or not own_ledger.join(deliveries, on=[key, version, "_content_hash", *LINEAGE_WITH_BATCH], how="anti").is_empty()
-    ):
+    if not verdict.ledger_unchanged:
         replace_where(
             tables.ledger,
-            deliveries.with_columns(key_fingerprints(deliveries.get_column(key)).alias(KEY_FINGERPRINT)),
+            FrameStream(feed.ledger_schema, lambda: _ledger_rows_of(judged.deliveries, feed)),
             f"_arrival_date = '{arrival_date.isoformat()}'",
             commit,
             "ledger: replace arrival date",
@@ -356,13 +428,13 @@ def _publish(
         )
         crash_point("after_ledger_commit")
 
-    silver_change = apply_to_silver(tables.silver, feed, deliveries, verdict.ledger, resolution, commit)
+    with plan_silver(tables.silver, feed, verdict.keys, verdict.candidate_dates, SPILL_SLICES) as plan:
+        for number, group in enumerate(verdict.groups):
+            plan.add(group, verdict.kept.read(number))
+        silver_change = plan.commit(commit, "silver: apply batch")
     crash_point("after_silver_commit")
 
-    touched = sorted(
-        set(resolution.kept.get_column(feed.partition).to_list())
-        | set(resolution.prior_kept.get_column(feed.partition).to_list())
-    )
+    touched = verdict.touched
     # A complete batch re-run changes nothing downstream (its effect is a pure function), so it stays complete.
     status = "complete" if landed.recorded_status == "complete" else "published"
     record = batch_record(
@@ -382,6 +454,13 @@ def _publish(
     warned = _open_incidents(ops, feed, arrival_date, landed.batch_id, verdict, commit, published=True)
     ops.resolve_incidents(feed.dataset, arrival_date, landed.batch_id, commit, keep=warned)
     return touched, silver_change, warned
+
+
+def _ledger_rows_of(deliveries: Spill, feed: FeedSpec) -> Iterator[pl.DataFrame]:
+    """The ledger's rows of the batch: its deliveries with their key fingerprints, slice by slice."""
+    for number in deliveries.groups:
+        for frame in deliveries.frames(number):
+            yield frame.with_columns(key_fingerprints(frame.get_column(feed.key)).alias(KEY_FINGERPRINT))
 
 
 def _open_incidents(
@@ -419,7 +498,7 @@ def _report(
     incident_ids: list[str],
     *,
     touched: list[date] | None = None,
-    change: MergeStats | None = None,
+    change: SilverChange | None = None,
 ) -> SilverReport:
     versions = {"silver": table_version(tables.silver), "quarantine": table_version(tables.quarantine)}
     if published:
@@ -438,41 +517,12 @@ def _report(
         touched_event_dates=touched or [],
         sample_rejects=samples,
         table_versions=versions,
-        newest_event_ts=_newest(judged.deliveries, feed),
+        newest_event_ts=judged.newest_event_ts,
         incident_ids=incident_ids,
         silver_rows_written=change.upserted if change else 0,
         silver_rows_deleted=change.deleted if change else 0,
         missing_deliveries=missing_deliveries,
     )
-
-
-def ledger_rows(ledger_uri: str, feed: FeedSpec, deliveries: pl.DataFrame) -> pl.DataFrame:
-    """Every delivery the ledger holds of the batch's keys (this arrival date's earlier attempt included).
-
-    Two passes, so the part that grows with history stays small: the first reads only the keys'
-    8-byte fingerprints in every file (a delivery's key alone says nothing of where it lives) to
-    learn which arrival-date partitions may hold a match; the second reads whole rows of the exact
-    keys from those partitions only.
-    """
-    keys = deliveries.get_column(feed.key).unique()
-    if not table_exists(ledger_uri):
-        return pl.DataFrame(schema=feed.silver_schema)
-    files = scan_data_files(ledger_uri, "_file") if not keys.is_empty() else None
-    if files is None:
-        return pl.DataFrame(schema=feed.silver_schema)
-    partitions = (
-        files.select(KEY_FINGERPRINT, "_file")
-        .filter(pl.col(KEY_FINGERPRINT).is_in(key_fingerprints(keys).implode()))
-        .select(pl.col("_file").unique().str.extract(r"_arrival_date=([0-9]{4}-[0-9]{2}-[0-9]{2})", 1).str.to_date())
-        .collect()
-        .to_series()
-    )
-    if partitions.is_empty():
-        return pl.DataFrame(schema=feed.silver_schema)
-    if partitions.null_count():
-        raise RuntimeError(f"ledger files of {ledger_uri} are not laid out by _arrival_date partitions")
-    scope = pl.col("_arrival_date").is_in(partitions.implode()) & pl.col(feed.key).is_in(keys.implode())
-    return read_table(ledger_uri, scope, list(feed.silver_schema), feed.silver_schema)
 
 
 def _fingerprint_old_ledger(ledger_uri: str, feed: FeedSpec, commit: CommitInfo) -> None:
@@ -495,64 +545,53 @@ def _fingerprint_old_ledger(ledger_uri: str, feed: FeedSpec, commit: CommitInfo)
     )
 
 
-def apply_to_silver(
-    silver_uri: str, feed: FeedSpec, deliveries: pl.DataFrame, ledger: pl.DataFrame, resolution: Resolution, commit: CommitInfo
-) -> MergeStats:
-    """Make silver hold the resolution's kept rows: read the current rows of the batch's keys in the
-    event dates they may live in (pruned by partition), then MERGE only what changed."""
-    key, partition = feed.key, feed.partition
-    keys = deliveries.get_column(key).unique()
-    candidate_dates = pl.concat([ledger.get_column(partition), deliveries.get_column(partition)]).unique()
-    current_silver = read_table(
-        silver_uri,
-        pl.col(partition).is_in(candidate_dates.implode()) & pl.col(key).is_in(keys.implode()),
-        empty_schema=feed.silver_schema,
-    )
-    return apply_changes(
-        silver_uri,
-        resolution.kept.select(list(feed.silver_schema)),
-        current_silver,
-        key=[key, partition],
-        partition=partition,
-        compare=list(feed.silver_schema),
-        commit=commit,
-        operation="silver: apply batch",
-        update_guard=f"s.{feed.version} >= t.{feed.version}",
-    )
-
-
 @dataclass(frozen=True)
 class _Judged:
     """What publishing needs of a day's judged lines, gathered chunk by chunk."""
 
     records_in: int
     batch_ids: set[str]
-    deliveries: pl.DataFrame  # validated records in silver's schema
+    deliveries: Spill  # validated records in silver's schema, filed by key slice
+    fingerprints: pl.Series  # the delivered keys' fingerprints, each once
     rejects: pl.DataFrame  # quarantine rows of the records the contract rejects
     shapes: pl.DataFrame  # drift.shape_counts of the parsed objects
     added_fields: dict[str, int]  # unknown fields -> records carrying them
+    newest_event_ts: str | None
 
 
-def _judge_bronze(bronze_uri: str, arrival_date: date, feed: FeedSpec, contract: pa.DataFrameSchema, run_id: str) -> _Judged:
+def _judge_bronze(
+    bronze_uri: str, arrival_date: date, feed: FeedSpec, contract: pa.DataFrameSchema, run_id: str, deliveries: Spill
+) -> _Judged:
     """Stage and judge bronze's lines of a day slice by slice, keeping only what publishing needs: the
-    staged columns (several times the raw lines) never exist for the whole day (the rules are per record)."""
-    records, batch_ids, deliveries, rejects, shapes, added = 0, set(), [], [], [], Counter[str]()
+    staged columns (several times the raw lines) never exist for the whole day (the rules are per record),
+    and the deliveries go to `deliveries`, filed by key slice."""
+    records, batch_ids, fingerprints, rejects, shapes, added = 0, set(), [], [], [], Counter[str]()
+    newest: list[datetime] = []  # each chunk's newest event
     columns = ["_raw", *LINEAGE, "_batch_id"]
     for chunk in read_partition_chunks(bronze_uri, "_arrival_date", arrival_date, columns, STAGE_CHUNK_ROWS, BRONZE_SCHEMA):
         judged = judge(stage_records(chunk, feed.fields, feed.content_fields), contract, feed.reasons)
         records += judged.height
         batch_ids.update(judged.get_column("_batch_id").unique().to_list())
-        deliveries.append(_deliveries(feed, judged))
+        valid = _deliveries(feed, judged)
+        keys = key_fingerprints(valid.get_column(feed.key))
+        fingerprints.append(keys.unique())
+        filed = valid.with_columns(fingerprint_slices(keys, SPILL_SLICES))
+        for (number,), part in filed.partition_by("_slice", as_dict=True, include_key=False).items():
+            deliveries.add(int(number), part)  # type: ignore[call-overload]
+        if valid.height:
+            newest.append(valid.get_column(feed.event_time).max())  # type: ignore[arg-type]
         rejects.append(validation_rejects(feed, judged, run_id))
         shapes.append(shape_counts(judged))
         added.update(dict(judged.get_column("_extra_fields").drop_nulls().str.split(",").explode().value_counts().iter_rows()))
     return _Judged(
         records,
         batch_ids,
-        pl.concat(deliveries) if deliveries else pl.DataFrame(schema=feed.silver_schema),
+        deliveries,
+        pl.concat(fingerprints).unique() if fingerprints else pl.Series(KEY_FINGERPRINT, [], dtype=pl.Int64),
         pl.concat(rejects) if rejects else pl.DataFrame(schema=feed.quarantine_schema),
         pl.concat(shapes) if shapes else pl.DataFrame(schema={"_shape": pl.List(pl.String), "_objects": pl.UInt32}),
         dict(sorted(added.items())),
+        max(newest).isoformat() if newest else None,
     )
 
 
@@ -565,8 +604,3 @@ def _raw_lines(bronze_uri: str, arrival_date: date, deliveries: pl.DataFrame) ->
         deliveries.get_column("_source_line").implode()
     )
     return read_table(bronze_uri, lines, list(schema), schema).join(deliveries.select(LINEAGE), on=LINEAGE, how="semi")
-
-
-def _newest(deliveries: pl.DataFrame, feed: FeedSpec) -> str | None:
-    newest = deliveries.get_column(feed.event_time).max()
-    return newest.isoformat() if newest is not None else None  # type: ignore[union-attr]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakehouse.batches.resolution import Resolution
 from lakehouse.batches.volume import VOLUME_ANOMALY, VOLUME_CHECK, VolumeRule, VolumeVerdict
 from lakehouse.feed import FeedSpec
 from lakehouse.staging.drift import SchemaDrift
@@ -45,7 +44,7 @@ def evaluate_gates(
     feed: FeedSpec,
     records_in: int,
     counts: dict[str, int],
-    resolution: Resolution,
+    duplicate_keys: int,  # the batch's target silver rows whose key another of them also has
     threshold: float,
     damaged_files: list[dict[str, Any]],
     accept_damaged_files: bool,
@@ -56,7 +55,6 @@ def evaluate_gates(
     quarantined = counts["quarantined"]
     fraction = quarantined / records_in if records_in else 0.0
     accounted = sum(counts[k] for k in COUNTED)
-    duplicate_keys = resolution.kept.height - resolution.kept.get_column(feed.key).n_unique() if resolution.kept.height else 0
     return [
         Gate(
             "rejected_fraction_within_threshold",

@@ -159,8 +159,13 @@ def resolve(batch: pl.DataFrame, prior: pl.DataFrame, key: str, version: str) ->
 def key_slices(keys: pl.Series, slices: int) -> pl.Series:
     """Which of `slices` key slices each key falls in: its persisted fingerprint (lakehouse.staging.fingerprint)
     modulo `slices`, so a key's slice never depends on the batch, the order or the run."""
-    fingerprints = key_fingerprints(keys).fill_null(0).to_numpy().view(np.uint64)
-    return pl.Series("_slice", fingerprints % np.uint64(slices), dtype=pl.UInt64)
+    return fingerprint_slices(key_fingerprints(keys), slices)
+
+
+def fingerprint_slices(fingerprints: pl.Series, slices: int) -> pl.Series:
+    """`key_slices` of keys whose fingerprints are already at hand."""
+    values = fingerprints.fill_null(0).to_numpy().view(np.uint64)
+    return pl.Series("_slice", values % np.uint64(slices), dtype=pl.UInt64)
 
 
 def resolve_in_slices(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,6 +25,7 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Field, Schema, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.table import TableMerger
+from deltalake.transaction import AddAction, RemoveAction
 
 from lakehouse.faults import fault_armed, mid_write
 
@@ -384,6 +386,13 @@ def read_table(
     return frame.collect()
 
 
+def count_rows(uri: str, predicate: pl.Expr) -> int:
+    """How many rows match `predicate` (no column is kept in memory); a missing table has none."""
+    if not table_exists(uri):
+        return 0
+    return int(scan_table(uri).filter(predicate).select(pl.len()).collect().item())
+
+
 def read_partition_chunks(
     uri: str, column: str, value: date, columns: list[str], rows: int, schema: Mapping[str, pl.DataType] | None = None
 ) -> Iterator[pl.DataFrame]:
@@ -425,9 +434,32 @@ def sql_in_list(values: Iterable[object]) -> str:
     return "(" + ", ".join(literals) + ")"
 
 
+@dataclass(frozen=True)
+class FrameStream:
+    """Rows produced on demand, afresh for each write attempt (a retried commit reads them again): delta-rs
+    encodes a lazily produced stream in bounded memory, so a write of any size never holds its rows whole."""
+
+    schema: Mapping[str, pl.DataType]
+    frames: Callable[[], Iterable[pl.DataFrame]]
+
+    def reader(self) -> pa.RecordBatchReader:
+        columns, arrow_schema = list(self.schema), pl.DataFrame(schema=dict(self.schema)).to_arrow().schema
+        batches = (
+            batch
+            for frame in self.frames()
+            for chunk in frame.select(columns).cast(dict(self.schema)).iter_slices(WRITE_CHUNK_ROWS)  # type: ignore[arg-type]
+            for batch in chunk.to_arrow().to_batches()
+        )
+        return pa.RecordBatchReader.from_batches(arrow_schema, batches)
+
+    def whole(self) -> pl.DataFrame:
+        parts = [frame.select(list(self.schema)).cast(dict(self.schema)) for frame in self.frames()]  # type: ignore[arg-type]
+        return pl.concat(parts) if parts else pl.DataFrame(schema=dict(self.schema))
+
+
 def replace_where(
     uri: str,
-    data: pl.DataFrame,
+    data: pl.DataFrame | FrameStream,
     predicate: str,
     commit: CommitInfo,
     operation: str,
@@ -438,12 +470,13 @@ def replace_where(
 
     `crash_during` names the test-only fault point inside this write (see `faults.mid_write`).
     """
+    stream = data if isinstance(data, FrameStream) else FrameStream(data.schema, lambda: [data])
 
     def write() -> None:
         if crash_during is not None and fault_armed(crash_during):
-            arrow, target_file_size = mid_write(crash_during, uri, data.to_arrow())
+            arrow, target_file_size = mid_write(crash_during, uri, stream.whole().to_arrow())
         else:
-            arrow, target_file_size = arrow_stream(data), None
+            arrow, target_file_size = stream.reader(), None
         write_table(
             uri,
             arrow,
@@ -456,6 +489,112 @@ def replace_where(
         )
 
     with_commit_retry(write, uri=uri)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a table's current version, as its log names it."""
+
+    uri: str  # what a reader opens
+    path: str  # relative to the table, as an add or remove action names it
+    size: int
+    partition_values: dict[str, str | None]
+
+
+def data_files(uri: str) -> list[DataFile]:
+    """The data files of the table's current version (the verified one under a fence); none for a missing table.
+
+    A table with deletion vectors is refused: a file's rows are then not the table's rows, and a file-level
+    rewrite (`rewrite_files`) would resurrect deleted rows.
+    """
+    if not table_exists(uri):
+        return []
+    target = _write_target(uri)
+    table = target if isinstance(target, DeltaTable) else open_table(uri)
+    _note_read(uri, table)
+    if "deletionVectors" in (table.protocol().reader_features or []):
+        raise RuntimeError(f"{uri} uses deletion vectors, which this engine's file rewrites do not support")
+    actions = pa.table(table.get_add_actions(flatten=False)).to_pylist()
+    return [
+        DataFile(
+            join_uri(uri, action["path"]),
+            action["path"],
+            action["size_bytes"],
+            {name: None if value is None else str(value) for name, value in (action.get("partition") or {}).items()},
+        )
+        for action in actions
+    ]
+
+
+def scan_files(files: list[DataFile], uri: str, file_column: str) -> pl.LazyFrame:
+    """The given data files as one scan, each row naming its file's URI in `file_column` (partition columns are
+    not in the files: take them from `DataFile.partition_values`)."""
+    return pl.scan_parquet(
+        [f.uri for f in files],
+        include_file_paths=file_column,
+        hive_partitioning=False,
+        missing_columns="insert",  # a file written before a column was added reads it as null, as Delta does
+        storage_options=storage_options(uri),
+    )
+
+
+STAGED_PREFIX = "staged-"  # a rewrite's files are written as a throwaway table in a folder of this name
+
+
+def rewrite_files(
+    uri: str,
+    rows: FrameStream,
+    removed: list[DataFile],
+    partition_by: list[str],
+    commit: CommitInfo,
+    operation: str,
+) -> None:
+    """One commit that adds `rows` as new data files and removes the `removed` files (whose rows the caller
+    put back in `rows` unless it meant to drop them): a copy-on-write change of any size in bounded memory.
+
+    delta-rs' MERGE holds its whole source in memory; here delta-rs writes `rows` (streamed, with its own
+    statistics) as a throwaway table in a `staged-*` folder inside the table, and its add actions, together
+    with the removals, become one commit of the table. Files of an attempt that never commits are unreferenced
+    and go with the table's upkeep (vacuum).
+    """
+
+    def write() -> None:
+        target = _write_target(uri)
+        table = target if isinstance(target, DeltaTable) else open_table(uri)
+        folder = f"{STAGED_PREFIX}{uuid.uuid4().hex}"
+        staged = join_uri(uri, folder)
+        write_deltalake(
+            staged,
+            rows.reader(),
+            partition_by=partition_by,
+            storage_options=storage_options(uri),
+            commit_properties=commit.properties(operation),
+        )
+        adds = [
+            AddAction(f"{folder}/{add['path']}", add["size"], add["partitionValues"], add["modificationTime"], True, add["stats"])
+            for add in _first_commit_adds(staged)
+        ]
+        deleted_at = int(time.time() * 1000)  # file bookkeeping for vacuum's retention, never a data decision
+        removes = [RemoveAction(f.path, True, deleted_at, f.size, f.partition_values) for f in removed]
+        table.create_write_transaction(
+            [*adds, *removes], "append", table.schema(), partition_by, commit_properties=commit.properties(operation)
+        )
+        _remove_folder(join_uri(staged, "_delta_log"))  # the throwaway table's log: its files now belong to the table
+
+    with_commit_retry(write, uri=uri)
+
+
+def _first_commit_adds(uri: str) -> list[dict[str, Any]]:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(f"{path}/_delta_log/{0:020d}.json") as log:
+        entries = [json.loads(line) for line in log.read().decode().splitlines() if line.strip()]
+    return [entry["add"] for entry in entries if "add" in entry]
+
+
+def _remove_folder(uri: str) -> None:
+    fs, path = filesystem(uri)
+    fs.delete_dir_contents(path, missing_dir_ok=True)
+    fs.delete_dir(path) if fs.get_file_info(path).type == pafs.FileType.Directory else None
 
 
 WRITE_CHUNK_ROWS = 100_000
