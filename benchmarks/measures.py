@@ -238,7 +238,7 @@ def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     from assets.billing_feed import BILLING_EVENTS
     from lakehouse.batches.ledger import ledger_matches, ledger_rows
     from lakehouse.batches.resolution import resolve
-    from lakehouse.batches.silver_changes import plan_silver
+    from lakehouse.batches.silver_changes import KEY_HASH_SEED, plan_silver
     from lakehouse.delta.storage import CommitInfo
     from lakehouse.staging.fingerprint import key_fingerprints
 
@@ -257,9 +257,10 @@ def apply_step(work: Path, scratch: Path, params: dict[str, Any]) -> Result:
     lookup = time.perf_counter() - start
     resolution = resolve(deliveries, ledger, feed.key, feed.version)
     candidate_dates = set(ledger.get_column(feed.partition).to_list() + deliveries.get_column(feed.partition).to_list())
-    with plan_silver(silver, feed, resolution.kept.get_column(feed.key), candidate_dates, 1) as plan:
-        plan.add([0], resolution.kept)  # the whole batch as one group of key slices
-        stats = plan.commit(commit, "benchmark: apply")
+    key_hashes = resolution.kept.get_column(feed.key).hash(seed=KEY_HASH_SEED)
+    plan = plan_silver(silver, feed, key_hashes, candidate_dates, 1)
+    plan.add([0], resolution.kept)  # the whole batch as one group of key slices
+    stats = plan.commit(commit, "benchmark: apply", lambda: [([0], resolution.kept)])
     seconds = time.perf_counter() - start
     return seconds, deliveries.height, {"ledger_lookup_s": round(lookup, 3), "upserted": stats.upserted, **resolution.counts()}
 

@@ -28,12 +28,13 @@ from lakehouse.batches.ledger import ledger_matches, ledger_rows
 from lakehouse.batches.ops import OpsTables, batch_record, dumps
 from lakehouse.batches.quarantine import conflict_rows, validation_rejects, write_quarantine
 from lakehouse.batches.resolution import LINEAGE, LINEAGE_WITH_BATCH, OUTCOMES, fingerprint_slices, resolve
-from lakehouse.batches.silver_changes import SilverChange, plan_silver
-from lakehouse.batches.spill import Spill
+from lakehouse.batches.silver_changes import KEY_HASH_SEED, SilverChange, plan_silver
+from lakehouse.batches.spill import Spill, owned
 from lakehouse.batches.throttle import RowRateLimit
 from lakehouse.batches.volume import VOLUME_CHECK, judge_volume
 from lakehouse.delta.locking import exclusive_writer
 from lakehouse.delta.storage import (
+    STREAMED_ROW_GROUP_ROWS,
     CommitInfo,
     FrameStream,
     arrow_stream,
@@ -58,8 +59,7 @@ from lakehouse.staging.landing import SYMLINK, landed_arrival_dates, split_recor
 from lakehouse.staging.records import STAGE_CHUNK_ROWS, stage_records
 
 SAMPLE_REJECTS = 5  # rejects shown in the gate's metadata
-SPILL_SLICES = 64  # key slices a date's deliveries are filed in, by key fingerprint: a key's slice is the key's alone
-GROUP_ROWS = 250_000  # deliveries resolved at once: resolution's working frames are several times them
+GROUP_ROWS = 250_000  # deliveries resolved at once, about: resolution's working frames are several times them
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class _Verdict:
 
     groups: list[list[int]]  # the groups of key slices resolved together, in order
     kept: Spill  # silver's target rows of the batch's keys, filed by group number
-    keys: pl.Series  # the batch's keys
+    key_hashes: pl.Series  # the batch's keys' hashes (silver_changes.KEY_HASH_SEED): 8 bytes each, not the key
     candidate_dates: set[date]  # the event dates silver may hold a row of the batch's keys in
     ledger_unchanged: bool  # the ledger already holds exactly this batch's deliveries for the date (a replay)
     displaced: pl.DataFrame  # deliveries of other batches that now lose a conflict, with `_kept_*` lineage
@@ -199,7 +199,8 @@ def publish_silver(
         Spill(feed.silver_schema) as kept,
     ):
         contract = feed.contract(settings.allowed_lateness_days)
-        judged = _judge_bronze(tables.bronze, arrival_date, feed, contract, run_id, deliveries)
+        slices = key_slice_count(count_rows(tables.bronze, pl.col("_arrival_date") == arrival_date))
+        judged = _judge_bronze(tables.bronze, arrival_date, feed, contract, run_id, deliveries, slices)
         recorded_batches = ops.batch_rows(feed.dataset)
         landed = _landed_batch(recorded_batches, feed, arrival_date, judged)
         lineage = CommitInfo(feed.dataset, landed.batch_id, run_id, code_version, arrival_date, tuple(landed.files))
@@ -279,7 +280,7 @@ def _decide(
     record once, and evaluate the gates. Each group's target silver rows go to `kept`."""
     key, partition = feed.key, feed.partition
     matches = ledger_matches(tables.ledger, judged.fingerprints)  # one pass over the ledger's fingerprints
-    groups = _slice_groups(judged.deliveries)
+    groups = _slice_groups(judged.deliveries, judged.slices)
     tally = dict.fromkeys(OUTCOMES, 0)
     losers, displaced, keys = [], [], []
     touched: set[date] = set()
@@ -299,14 +300,14 @@ def _decide(
         for outcome, count in part.counts().items():
             tally[outcome] += count
         # Only the conflicts' outcomes are kept (for their quarantine rows); the others are counted, never copied whole.
-        losers.append(part.outcomes.filter(pl.col("_outcome") == "version_conflict"))
-        displaced.append(part.displaced)
+        losers.append(owned(part.outcomes.filter(pl.col("_outcome") == "version_conflict")))
+        displaced.append(owned(part.displaced))
         touched.update(part.kept.get_column(partition).to_list() + part.prior_kept.get_column(partition).to_list())
         candidate_dates.update(
             ledger.get_column(partition).unique().to_list() + deliveries.get_column(partition).unique().to_list()
         )
         duplicate_keys += part.kept.height - part.kept.get_column(key).n_unique()
-        keys.append(part.kept.get_column(key))
+        keys.append(part.kept.get_column(key).hash(seed=KEY_HASH_SEED))
         kept.add(number, part.kept)
     conflicts = pl.concat(losers)
     rejects = pl.concat(
@@ -360,11 +361,20 @@ def _decide(
     )
 
 
-def _slice_groups(deliveries: Spill) -> list[list[int]]:
+def key_slice_count(records: int) -> int:
+    """How many key slices a date of `records` lines is filed in: a power of two, so a slice holds about
+    GROUP_ROWS deliveries at most (one slice, nothing to file, for a small date)."""
+    slices = 1
+    while slices * GROUP_ROWS < records:
+        slices *= 2
+    return slices
+
+
+def _slice_groups(deliveries: Spill, slices: int) -> list[list[int]]:
     """The key slices in order, grouped so a group holds at most GROUP_ROWS deliveries (or one slice)."""
     groups: list[list[int]] = [[]]
     rows = 0
-    for number in range(SPILL_SLICES):
+    for number in range(slices):
         if groups[-1] and rows + deliveries.rows(number) > GROUP_ROWS:
             groups.append([])
             rows = 0
@@ -425,13 +435,19 @@ def _publish(
             commit,
             "ledger: replace arrival date",
             "during_ledger_write",
+            max_row_group_rows=STREAMED_ROW_GROUP_ROWS,
         )
         crash_point("after_ledger_commit")
 
-    with plan_silver(tables.silver, feed, verdict.keys, verdict.candidate_dates, SPILL_SLICES) as plan:
+    plan = plan_silver(tables.silver, feed, verdict.key_hashes, verdict.candidate_dates, judged.slices)
+
+    def targets() -> Iterator[tuple[list[int], pl.DataFrame]]:
         for number, group in enumerate(verdict.groups):
-            plan.add(group, verdict.kept.read(number))
-        silver_change = plan.commit(commit, "silver: apply batch")
+            yield group, verdict.kept.read(number)
+
+    for group, target in targets():
+        plan.add(group, target)
+    silver_change = plan.commit(commit, "silver: apply batch", targets)
     crash_point("after_silver_commit")
 
     touched = verdict.touched
@@ -557,10 +573,17 @@ class _Judged:
     shapes: pl.DataFrame  # drift.shape_counts of the parsed objects
     added_fields: dict[str, int]  # unknown fields -> records carrying them
     newest_event_ts: str | None
+    slices: int  # the key slices `deliveries` are filed in
 
 
 def _judge_bronze(
-    bronze_uri: str, arrival_date: date, feed: FeedSpec, contract: pa.DataFrameSchema, run_id: str, deliveries: Spill
+    bronze_uri: str,
+    arrival_date: date,
+    feed: FeedSpec,
+    contract: pa.DataFrameSchema,
+    run_id: str,
+    deliveries: Spill,
+    slices: int,
 ) -> _Judged:
     """Stage and judge bronze's lines of a day slice by slice, keeping only what publishing needs: the
     staged columns (several times the raw lines) never exist for the whole day (the rules are per record),
@@ -575,13 +598,16 @@ def _judge_bronze(
         valid = _deliveries(feed, judged)
         keys = key_fingerprints(valid.get_column(feed.key))
         fingerprints.append(keys.unique())
-        filed = valid.with_columns(fingerprint_slices(keys, SPILL_SLICES))
-        for (number,), part in filed.partition_by("_slice", as_dict=True, include_key=False).items():
-            deliveries.add(int(number), part)  # type: ignore[call-overload]
+        if slices == 1:
+            deliveries.add(0, valid)
+        else:
+            filed = valid.with_columns(fingerprint_slices(keys, slices))
+            for (number,), part in filed.partition_by("_slice", as_dict=True, include_key=False).items():
+                deliveries.add(int(number), part)  # type: ignore[call-overload]
         if valid.height:
             newest.append(valid.get_column(feed.event_time).max())  # type: ignore[arg-type]
-        rejects.append(validation_rejects(feed, judged, run_id))
-        shapes.append(shape_counts(judged))
+        rejects.append(owned(validation_rejects(feed, judged, run_id)))  # not a view pinning the chunk's lines
+        shapes.append(owned(shape_counts(judged)))
         added.update(dict(judged.get_column("_extra_fields").drop_nulls().str.split(",").explode().value_counts().iter_rows()))
     return _Judged(
         records,
@@ -592,6 +618,7 @@ def _judge_bronze(
         pl.concat(shapes) if shapes else pl.DataFrame(schema={"_shape": pl.List(pl.String), "_objects": pl.UInt32}),
         dict(sorted(added.items())),
         max(newest).isoformat() if newest else None,
+        slices,
     )
 
 

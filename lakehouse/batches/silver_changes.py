@@ -13,15 +13,15 @@ whole row), since reading them again for each slice would decode the candidate p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
 
 from lakehouse.batches.resolution import key_slices
-from lakehouse.batches.spill import Spill
 from lakehouse.delta.storage import (
+    STREAMED_ROW_GROUP_ROWS,
     CommitInfo,
     DataFile,
     FrameStream,
@@ -37,6 +37,7 @@ from lakehouse.feed import FeedSpec
 ROW_HASH = "_row_hash"  # a hash of every silver column: equal rows have equal hashes (a collision is 2^-64)
 FILE = "_file"
 SLICE = "_slice"
+KEY_HASH_SEED = 0  # a key's Polars hash: 8 bytes, where the keys themselves would be the biggest thing kept
 
 
 @dataclass(frozen=True)
@@ -50,60 +51,81 @@ def _row_hash(schema: dict[str, pl.DataType]) -> pl.Expr:
     return pl.struct([pl.col(name).cast(dtype) for name, dtype in schema.items()]).hash(seed=0).alias(ROW_HASH)
 
 
+Targets = Callable[[], Iterable[tuple[list[int], pl.DataFrame]]]  # (group of key slices, its target rows), in order
+
+
 @dataclass
 class SilverPlan:
-    """The changes of one batch, gathered slice by slice, then committed at once by `commit`."""
+    """The changes of one batch: counted and located group by group (`add`), then committed at once (`commit`),
+    which computes each group's upserts again as it streams them rather than keeping them."""
 
     uri: str
     feed: FeedSpec
     current: pl.DataFrame  # silver's rows of the batch's keys: key, partition, file, row hash, slice
     files: dict[str, DataFile]  # by URI: silver's data files in the candidate partitions
-    slices: int
-    upserts: Spill = field(init=False)
     removals: list[pl.DataFrame] = field(default_factory=list)  # key, partition, file of the rows to remove
     upserted: int = 0
     deleted: int = 0
 
-    def __post_init__(self) -> None:
-        self.upserts = Spill(self.feed.silver_schema)
-
-    def __enter__(self) -> SilverPlan:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.upserts.close()
-
-    def add(self, group: Iterable[int], target: pl.DataFrame) -> None:
+    def add(self, group: list[int], target: pl.DataFrame) -> None:
         """Compare the target rows of a group of key slices with silver's current rows of the same slices."""
         key, partition = self.feed.key, self.feed.partition
-        target = target.select(list(self.feed.silver_schema)).with_columns(_row_hash(self.feed.silver_schema))
-        current = self.current.filter(pl.col(SLICE).is_in(list(group)))
-        same = [key, partition, ROW_HASH]
-        upserts = target.join(current, on=same, how="anti") if not current.is_empty() else target
-        removals = current.join(target.select(same), on=same, how="anti")
-        self.upserts.add(0, upserts.drop(ROW_HASH))
+        target, current = self._compared(group, target)
+        upserts = self._upserts(target, current)
         self.upserted += upserts.height
+        if current.is_empty():
+            return
+        same = [key, partition, ROW_HASH]
+        removals = current.join(target.select(same), on=same, how="anti")
         if not removals.is_empty():
             self.removals.append(removals.select(key, partition, FILE))
             self.deleted += removals.join(target.select(key, partition), on=[key, partition], how="anti").height
 
-    def commit(self, commit: CommitInfo, operation: str) -> SilverChange:
+    def _compared(self, group: list[int], target: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The group's target rows and silver's current rows of them, hashed when there is anything to compare."""
+        key = self.feed.key
+        target = target.select(list(self.feed.silver_schema))
+        # Rows of these slices whose key the group delivers: the hash join that found them may have matched others.
+        current = self.current.filter(pl.col(SLICE).is_in(group)).join(target.select(key), on=key, how="semi")
+        if not current.is_empty():  # a batch of new keys (most of a day) has nothing to compare: no row is hashed
+            target = target.with_columns(_row_hash(self.feed.silver_schema))
+        return target, current
+
+    def _upserts(self, target: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+        if current.is_empty():
+            return target
+        key, partition = self.feed.key, self.feed.partition
+        return target.join(current, on=[key, partition, ROW_HASH], how="anti").drop(ROW_HASH)
+
+    def commit(self, commit: CommitInfo, operation: str, targets: Targets) -> SilverChange:
+        """Commit the changes `add` found; `targets` gives the same groups' target rows again."""
         if not self.upserted and not self.removals:
             return SilverChange(0, 0, None)
         schema = self.feed.silver_schema
+
+        def upserts() -> Iterator[pl.DataFrame]:
+            for group, target in targets():
+                yield self._upserts(*self._compared(group, target))
+
         if not self.removals:  # only new rows: an append is the same single commit
-            stream = FrameStream(schema, lambda: self.upserts.frames(0))
-            with_commit_retry(lambda: write_table(self.uri, stream.reader(), commit, operation), uri=self.uri)
+            stream = FrameStream(schema, upserts)
+
+            def append() -> None:
+                write_table(self.uri, stream.reader(), commit, operation, max_row_group_rows=STREAMED_ROW_GROUP_ROWS)
+
+            with_commit_retry(append, uri=self.uri)
         else:
             removals = pl.concat(self.removals)
             removed = [self.files[uri] for uri in removals.get_column(FILE).unique().sort()]
-            stream = FrameStream(schema, lambda: self._rows_to_write(removals, removed))
+            stream = FrameStream(schema, lambda: self._rows_to_write(upserts(), removals, removed))
             rewrite_files(self.uri, stream, removed, [self.feed.partition], commit, operation)
         return SilverChange(self.upserted, self.deleted, table_version(self.uri))
 
-    def _rows_to_write(self, removals: pl.DataFrame, removed: list[DataFile]) -> Iterator[pl.DataFrame]:
+    def _rows_to_write(
+        self, upserts: Iterable[pl.DataFrame], removals: pl.DataFrame, removed: list[DataFile]
+    ) -> Iterator[pl.DataFrame]:
         """The upserts, then every removed file's rows but the removed ones (its file is replaced whole)."""
-        yield from self.upserts.frames(0)
+        yield from upserts
         key, partition = self.feed.key, self.feed.partition
         dropped = 0
         for file in removed:
@@ -130,14 +152,14 @@ def _typed(text: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return text.str.to_date() if dtype == pl.Date else text.cast(dtype)
 
 
-def plan_silver(uri: str, feed: FeedSpec, keys: pl.Series, candidate_dates: Iterable[date], slices: int) -> SilverPlan:
-    """Silver's current rows of `keys` in the candidate event dates (the only partitions a key's row can be in),
-    read once and narrowly, ready for the slices' comparisons."""
+def plan_silver(uri: str, feed: FeedSpec, key_hashes: pl.Series, candidate_dates: Iterable[date], slices: int) -> SilverPlan:
+    """Silver's current rows of the keys whose hashes (`KEY_HASH_SEED`) are `key_hashes`, in the candidate event
+    dates (the only partitions a key's row can be in), read once and narrowly, ready for the slices' comparisons."""
     partition, schema = feed.partition, feed.silver_schema
     dates = {d.isoformat() for d in candidate_dates}
     files = {f.uri: f for f in data_files(uri) if f.partition_values.get(partition) in dates}
     narrow = {feed.key: schema[feed.key], partition: schema[partition], FILE: pl.String(), ROW_HASH: pl.UInt64()}
-    if not files or keys.is_empty():
+    if not files or key_hashes.is_empty():
         current = pl.DataFrame(schema={**narrow, SLICE: pl.UInt64()})
     else:
         where = pl.DataFrame(
@@ -146,10 +168,10 @@ def plan_silver(uri: str, feed: FeedSpec, keys: pl.Series, candidate_dates: Iter
         ).with_columns(_typed(pl.col(partition), schema[partition]))
         current = (
             scan_files(list(files.values()), uri, FILE)
-            .join(keys.to_frame(feed.key).lazy(), on=feed.key, how="semi")
+            .filter(pl.col(feed.key).hash(seed=KEY_HASH_SEED).is_in(key_hashes.implode()))
             .join(where.lazy(), on=FILE)
             .select(feed.key, partition, FILE, _row_hash(schema))
             .collect(engine="streaming")
         )
         current = current.with_columns(key_slices(current.get_column(feed.key), slices).alias(SLICE))
-    return SilverPlan(uri, feed, current, files, slices)
+    return SilverPlan(uri, feed, current, files)

@@ -17,19 +17,32 @@ from types import TracebackType
 
 import polars as pl
 
-MEMORY_BYTES = 128 * 2**20  # frames held in memory before the rest go to disk: a small date stays in memory
+MEMORY_BYTES = 64 * 2**20  # frames buffered in memory before they go to disk: a small date never touches it
+
+
+def owned(frame: pl.DataFrame) -> pl.DataFrame:
+    """A copy of `frame` owning exactly its own strings. A filtered, joined or partitioned frame's string
+    columns are views into the buffers of the frame it came from, so keeping a few of its rows keeps all of
+    those buffers alive (measured: a 64th of each of 25 chunks held 287 MiB, a copy of it 61 MiB)."""
+    return pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()), schema=frame.schema)  # type: ignore[return-value]
 
 
 class Spill:
-    """Frames filed by group number; `read(group)` gives a group's frames concatenated, in the order added."""
+    """Frames filed by group number; `read(group)` gives a group's frames concatenated, in the order added.
 
-    def __init__(self, schema: Mapping[str, pl.DataType], memory_bytes: int = MEMORY_BYTES) -> None:
+    Added frames are buffered in memory; once the buffer passes `memory_bytes`, every group's buffered frames
+    go to disk (one file per group), which also lets go of the buffers the frames were views into.
+    """
+
+    def __init__(self, schema: Mapping[str, pl.DataType], memory_bytes: int | None = None) -> None:
         self.schema = dict(schema)
-        self._memory_left = memory_bytes
-        self._held: dict[int, list[pl.DataFrame | Path]] = defaultdict(list)
+        self._memory_bytes = MEMORY_BYTES if memory_bytes is None else memory_bytes
+        self._buffered: dict[int, list[pl.DataFrame]] = defaultdict(list)
+        self._buffered_bytes = 0
+        self._files: dict[int, list[Path]] = defaultdict(list)
         self._rows: dict[int, int] = defaultdict(int)
         self._folder: Path | None = None
-        self._files = 0
+        self._written = 0
 
     def __enter__(self) -> Spill:
         return self
@@ -41,35 +54,42 @@ class Spill:
         if frame.is_empty():
             return
         self._rows[group] += frame.height
-        size = int(frame.estimated_size())
-        if size <= self._memory_left:
-            self._memory_left -= size
-            self._held[group].append(frame)
-            return
+        self._buffered[group].append(frame)
+        self._buffered_bytes += int(frame.estimated_size())
+        if self._buffered_bytes > self._memory_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="lakehouse-spill-"))
-        path = self._folder / f"{self._files:06d}.arrow"
-        self._files += 1
-        frame.write_ipc(path, compression="lz4")  # lz4: cheaper to write and read back than the bytes it saves
-        self._held[group].append(path)
+        for group, frames in self._buffered.items():
+            path = self._folder / f"{self._written:06d}.arrow"
+            self._written += 1
+            # Uncompressed: lz4 tripled the time to write (measured 0.43 s against 0.13 s for 244 MiB) to halve the disk used.
+            pl.concat(frames).write_ipc(path, compression="uncompressed")
+            self._files[group].append(path)
+        self._buffered.clear()
+        self._buffered_bytes = 0
 
     def rows(self, group: int) -> int:
         return self._rows.get(group, 0)
 
     @property
     def groups(self) -> list[int]:
-        return sorted(self._held)
+        return sorted(self._rows)
 
     def frames(self, group: int) -> Iterator[pl.DataFrame]:
-        for item in self._held.get(group, []):
-            yield item if isinstance(item, pl.DataFrame) else pl.read_ipc(item)
+        for path in self._files.get(group, []):
+            yield pl.read_ipc(path)
+        yield from self._buffered.get(group, [])
 
     def read(self, group: int) -> pl.DataFrame:
         parts = list(self.frames(group))
         return pl.concat(parts) if parts else pl.DataFrame(schema=self.schema)
 
     def close(self) -> None:
-        self._held.clear()
+        self._buffered.clear()
+        self._files.clear()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None

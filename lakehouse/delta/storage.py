@@ -434,6 +434,11 @@ def sql_in_list(values: Iterable[object]) -> str:
     return "(" + ", ".join(literals) + ")"
 
 
+# Row groups of a streamed write: delta-rs buffers a row group per partition before it encodes it, so its
+# default (1,048,576 rows) would hold a big write's rows, for each partition written, in memory.
+STREAMED_ROW_GROUP_ROWS = 131_072
+
+
 @dataclass(frozen=True)
 class FrameStream:
     """Rows produced on demand, afresh for each write attempt (a retried commit reads them again): delta-rs
@@ -569,6 +574,7 @@ def rewrite_files(
             partition_by=partition_by,
             storage_options=storage_options(uri),
             commit_properties=commit.properties(operation),
+            writer_properties=WriterProperties(max_row_group_size=STREAMED_ROW_GROUP_ROWS),
         )
         adds = [
             AddAction(f"{folder}/{add['path']}", add["size"], add["partitionValues"], add["modificationTime"], True, add["stats"])

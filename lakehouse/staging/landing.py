@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
@@ -59,8 +60,12 @@ class Batch:
     dataset: str
     arrival_date: date
     files: tuple[LandedFile, ...]
-    rows: pl.DataFrame  # one row per record: _raw, _source_file, _source_line
+    rows: pl.DataFrame  # one row per record: _raw, _source_file, _source_line (empty when streamed: stream_batch)
     ignored: tuple[IgnoredEntry, ...] = ()  # the date folder's entries not read (a symlink among them holds the batch)
+
+    @property
+    def records(self) -> int:
+        return sum(f.record_count for f in self.files)
 
     @property
     def files_digest(self) -> str:
@@ -385,15 +390,27 @@ def fingerprint(root: str | Path, dataset: str, arrival_date: date) -> str:
     return hashlib.sha256(("|".join(parts) + _held_listing(ignored)).encode()).hexdigest()
 
 
+LANDED_ROWS_SCHEMA: dict[str, pl.DataType] = {"_raw": pl.Binary(), "_source_file": pl.String(), "_source_line": pl.Int64()}
+
+
 def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     """Read every landing file of an arrival date, files in name order and lines in file order.
 
     Only regular files are read, never through a symlink; every other entry comes back in `ignored`.
     """
+    parts: list[pl.DataFrame] = []
+    batch = stream_batch(root, dataset, arrival_date, parts.append)
+    rows = pl.concat(parts) if parts else pl.DataFrame(schema=LANDED_ROWS_SCHEMA)
+    return replace(batch, rows=rows)
+
+
+def stream_batch(root: str | Path, dataset: str, arrival_date: date, on_rows: Callable[[pl.DataFrame], None]) -> Batch:
+    """`read_batch`, handing each file's rows to `on_rows` as soon as its lines are split instead of keeping them
+    (the batch's `rows` stay empty): a big date is never whole in memory, only its largest file."""
     store, folder, paths, ignored = _date_folder(root, dataset, arrival_date)
     if store.kind(folder) not in (FOLDER, LINK):
         raise LandingError(f"no landing folder for {dataset} arrival date {arrival_date}: {_shown_folder(root, folder)}")
-    files, parts = [], []
+    files = []
     identities: list[tuple[int, int, int] | None] = []
     # hashlib releases the GIL: each file is digested on a thread while its lines are split.
     with ThreadPoolExecutor(1, thread_name_prefix="lakehouse-sha256") as hasher:
@@ -406,15 +423,15 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
             records = lines.filter(numbers.is_not_null())
             files.append(LandedFile(relative, digest.result(), len(raw), lines.len(), records.len(), damage, changed))
             identities.append(identity)
-            parts.append(
-                pl.DataFrame(
-                    {
-                        "_raw": records,
-                        "_source_file": pl.repeat(relative, records.len(), eager=True),
-                        "_source_line": numbers.drop_nulls(),
-                    }
-                )
+            del raw, content, lines  # the file's bytes go before the next file is read
+            rows = pl.DataFrame(
+                {
+                    "_raw": records,
+                    "_source_file": pl.repeat(relative, records.len(), eager=True),
+                    "_source_line": numbers.drop_nulls(),
+                }
             )
+            on_rows(rows.cast(LANDED_ROWS_SCHEMA))  # type: ignore[arg-type]
     # A file may change after its own read while later files are read: check them all once more at the end.
     files = [
         f if f.changed else _replace_changed(f, _changed_since(store, f"{folder}/{f.relative_path.split('/', 1)[1]}", identity))
@@ -422,9 +439,7 @@ def read_batch(root: str | Path, dataset: str, arrival_date: date) -> Batch:
     ]
     if not files and not any(e.holds_batch for e in ignored):
         raise LandingError(f"no {'/'.join(LANDING_SUFFIXES)} files in {_shown_folder(root, folder)}")
-    schema = {"_raw": pl.Binary, "_source_file": pl.String, "_source_line": pl.Int64}
-    rows = pl.concat([part.cast(schema) for part in parts]) if parts else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
-    return Batch(dataset, arrival_date, tuple(files), rows, tuple(ignored))
+    return Batch(dataset, arrival_date, tuple(files), pl.DataFrame(schema=LANDED_ROWS_SCHEMA), tuple(ignored))
 
 
 def _sha256_hex(data: bytes) -> str:
