@@ -43,7 +43,8 @@ def table_paths(root: str | Path) -> list[str]:
     every data file), any depth on a local disk."""
     if not is_remote(root):
         tables = Path(root) / "tables"
-        return sorted(str(log.parent) for log in tables.rglob("_delta_log")) if tables.exists() else []
+        # tables/<layer>/<name>: a rewrite's throwaway table inside a table (storage.rewrite_files) is not one
+        return sorted(str(log.parent) for log in tables.glob("*/*/_delta_log")) if tables.exists() else []
     fs, base = filesystem(root)
     found = []
     for layer in _folders(fs, f"{base}/tables"):

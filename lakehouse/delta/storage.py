@@ -566,25 +566,32 @@ def rewrite_files(
     def write() -> None:
         target = _write_target(uri)
         table = target if isinstance(target, DeltaTable) else open_table(uri)
+        _remove_dead_staging_logs(uri)
         folder = f"{STAGED_PREFIX}{uuid.uuid4().hex}"
         staged = join_uri(uri, folder)
-        write_deltalake(
-            staged,
-            rows.reader(),
-            partition_by=partition_by,
-            storage_options=storage_options(uri),
-            commit_properties=commit.properties(operation),
-            writer_properties=WriterProperties(max_row_group_size=STREAMED_ROW_GROUP_ROWS),
-        )
-        adds = [
-            AddAction(f"{folder}/{add['path']}", add["size"], add["partitionValues"], add["modificationTime"], True, add["stats"])
-            for add in _first_commit_adds(staged)
-        ]
-        deleted_at = int(time.time() * 1000)  # file bookkeeping for vacuum's retention, never a data decision
-        removes = [RemoveAction(f.path, True, deleted_at, f.size, f.partition_values) for f in removed]
-        table.create_write_transaction(
-            [*adds, *removes], "append", table.schema(), partition_by, commit_properties=commit.properties(operation)
-        )
+        try:
+            write_deltalake(
+                staged,
+                rows.reader(),
+                partition_by=partition_by,
+                storage_options=storage_options(uri),
+                commit_properties=commit.properties(operation),
+                writer_properties=WriterProperties(max_row_group_size=STREAMED_ROW_GROUP_ROWS),
+            )
+            adds = [
+                AddAction(
+                    f"{folder}/{add['path']}", add["size"], add["partitionValues"], add["modificationTime"], True, add["stats"]
+                )
+                for add in _first_commit_adds(staged)
+            ]
+            deleted_at = int(time.time() * 1000)  # file bookkeeping for vacuum's retention, never a data decision
+            removes = [RemoveAction(f.path, True, deleted_at, f.size, f.partition_values) for f in removed]
+            table.create_write_transaction(
+                [*adds, *removes], "append", table.schema(), partition_by, commit_properties=commit.properties(operation)
+            )
+        except BaseException:
+            _remove_folder(staged)  # nothing references its files: the next attempt writes its own
+            raise
         _remove_folder(join_uri(staged, "_delta_log"))  # the throwaway table's log: its files now belong to the table
 
     with_commit_retry(write, uri=uri)
@@ -597,10 +604,19 @@ def _first_commit_adds(uri: str) -> list[dict[str, Any]]:
     return [entry["add"] for entry in entries if "add" in entry]
 
 
+def _remove_dead_staging_logs(uri: str) -> None:
+    """The logs of earlier rewrites that never committed (a killed process): under the feed's writer lock no other
+    rewrite is in flight, so each is dead; their data files are unreferenced and go with vacuum."""
+    fs, path = filesystem(uri)
+    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith(STAGED_PREFIX):
+            _remove_folder(join_uri(uri, info.base_name, "_delta_log"))
+
+
 def _remove_folder(uri: str) -> None:
     fs, path = filesystem(uri)
-    fs.delete_dir_contents(path, missing_dir_ok=True)
-    fs.delete_dir(path) if fs.get_file_info(path).type == pafs.FileType.Directory else None
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)  # with its contents
 
 
 WRITE_CHUNK_ROWS = 100_000
