@@ -302,7 +302,7 @@ def _decide(
         # Only the conflicts' outcomes are kept (for their quarantine rows); the others are counted, never copied whole.
         losers.append(owned(part.outcomes.filter(pl.col("_outcome") == "version_conflict")))
         displaced.append(owned(part.displaced))
-        touched.update(part.kept.get_column(partition).to_list() + part.prior_kept.get_column(partition).to_list())
+        touched.update(pl.concat([part.kept.get_column(partition), part.prior_kept.get_column(partition)]).unique().to_list())
         candidate_dates.update(
             ledger.get_column(partition).unique().to_list() + deliveries.get_column(partition).unique().to_list()
         )

@@ -413,8 +413,12 @@ def read_partition_chunks(
     files = table.file_uris(file_pruning_predicate=[(column, "=", value.isoformat())])  # a partition value: exact
     wanted = [name for name in columns if name != column]
     options = storage_options(uri)
+    # Given the columns' types, a column added to the table after a file was written reads as null from it, as in Delta.
+    typed: dict[str, Any] = (
+        {"schema": {n: schema[n] for n in wanted}, "missing_columns": "insert", "extra_columns": "ignore"} if schema else {}
+    )
     for file in files:
-        scan = pl.scan_parquet(file, hive_partitioning=False, storage_options=options).select(wanted)
+        scan = pl.scan_parquet(file, hive_partitioning=False, storage_options=options, **typed).select(wanted)
         height = scan.select(pl.len()).collect().item()  # from the footer: no column is decoded
         for start in range(0, height, rows):
             chunk = scan.slice(start, rows).collect()

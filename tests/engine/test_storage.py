@@ -170,3 +170,18 @@ def test_a_partition_is_read_back_in_bounded_slices_file_by_file_and_equals_the_
     whole = read_table(uri, pl.col("day") == day, ["day", "_source_line", "_raw"])
     assert pl.concat(chunks).sort("_source_line").equals(whole.sort("_source_line"))
     assert list(read_partition_chunks(str(tmp_path / "missing"), "day", day, ["_raw"], 3)) == []
+
+
+def test_a_partition_read_in_slices_gives_a_column_added_later_as_null_in_older_files(tmp_path: Path) -> None:
+    """A table migrated to a new column (ensure_table) reads it as null from the files written before, slice by slice too."""
+    from lakehouse.delta.storage import ensure_table, read_partition_chunks, write_table
+
+    uri, commit, day = str(tmp_path / "t"), CommitInfo("d", "b", "r", "c"), date(2025, 6, 1)
+    old: dict[str, pl.DataType] = {"_source_line": pl.Int64(), "day": pl.Date()}
+    ensure_table(uri, old, ["day"], commit)
+    write_table(uri, pl.DataFrame({"_source_line": [1], "day": [day]}, schema=old).to_arrow(), commit, "old file")
+    new = {**old, "added": pl.String()}
+    ensure_table(uri, new, ["day"], commit)  # a metadata-only migration: the old file lacks the column
+    write_table(uri, pl.DataFrame({"_source_line": [2], "day": [day], "added": ["x"]}, schema=new).to_arrow(), commit, "new")
+    chunks = list(read_partition_chunks(uri, "day", day, ["_source_line", "added"], 10, new))
+    assert sorted(pl.concat(chunks).rows()) == [(1, None), (2, "x")]
