@@ -33,6 +33,7 @@ CRASH_POINTS = (
     "after_gated_batch_record",
     "during_ledger_write",
     "after_ledger_commit",
+    "during_silver_write",
     "after_silver_commit",
     "after_batch_record",
     "after_incident_resolve",

@@ -21,22 +21,21 @@ import polars as pl
 
 from lakehouse.batches.resolution import key_slices
 from lakehouse.delta.storage import (
-    STREAMED_ROW_GROUP_ROWS,
     CommitInfo,
     DataFile,
     FrameStream,
+    append_rows,
     data_files,
     rewrite_files,
     scan_files,
     table_version,
-    with_commit_retry,
-    write_table,
 )
 from lakehouse.feed import FeedSpec
 
 ROW_HASH = "_row_hash"  # a hash of every silver column: equal rows have equal hashes (a collision is 2^-64)
 FILE = "_file"
 SLICE = "_slice"
+CRASH_POINT = "during_silver_write"  # the test-only fault point inside silver's write (lakehouse.faults)
 KEY_HASH_SEED = 0  # a key's Polars hash: 8 bytes, where the keys themselves would be the biggest thing kept
 
 
@@ -108,17 +107,12 @@ class SilverPlan:
                 yield self._upserts(*self._compared(group, target))
 
         if not self.removals:  # only new rows: an append is the same single commit
-            stream = FrameStream(schema, upserts)
-
-            def append() -> None:
-                write_table(self.uri, stream.reader(), commit, operation, max_row_group_rows=STREAMED_ROW_GROUP_ROWS)
-
-            with_commit_retry(append, uri=self.uri)
+            append_rows(self.uri, FrameStream(schema, upserts), commit, operation, CRASH_POINT)
         else:
             removals = pl.concat(self.removals)
             removed = [self.files[uri] for uri in removals.get_column(FILE).unique().sort()]
             stream = FrameStream(schema, lambda: self._rows_to_write(upserts(), removals, removed))
-            rewrite_files(self.uri, stream, removed, [self.feed.partition], commit, operation)
+            rewrite_files(self.uri, stream, removed, [self.feed.partition], commit, operation, CRASH_POINT)
         return SilverChange(self.upserted, self.deleted, table_version(self.uri))
 
     def _rows_to_write(

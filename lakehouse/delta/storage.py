@@ -482,10 +482,7 @@ def replace_where(
     stream = data if isinstance(data, FrameStream) else FrameStream(data.schema, lambda: [data])
 
     def write() -> None:
-        if crash_during is not None and fault_armed(crash_during):
-            arrow, target_file_size = mid_write(crash_during, uri, stream.whole().to_arrow())
-        else:
-            arrow, target_file_size = stream.reader(), None
+        arrow, target_file_size = _maybe_stopped(stream, uri, crash_during)
         write_table(
             uri,
             arrow,
@@ -498,6 +495,23 @@ def replace_where(
         )
 
     with_commit_retry(write, uri=uri)
+
+
+def append_rows(uri: str, rows: FrameStream, commit: CommitInfo, operation: str, crash_during: str | None = None) -> None:
+    """Append `rows`, streamed, in one commit (`crash_during`: the test-only fault point inside this write)."""
+
+    def write() -> None:
+        data, target_file_size = _maybe_stopped(rows, uri, crash_during)
+        write_table(uri, data, commit, operation, target_file_size=target_file_size, max_row_group_rows=STREAMED_ROW_GROUP_ROWS)
+
+    with_commit_retry(write, uri=uri)
+
+
+def _maybe_stopped(rows: FrameStream, uri: str, crash_during: str | None) -> tuple[pa.RecordBatchReader | pa.Table, int | None]:
+    """The stream a write consumes; armed at `crash_during` (tests only), one that stops the process mid-write."""
+    if crash_during is not None and fault_armed(crash_during):
+        return mid_write(crash_during, uri, rows.whole().to_arrow())
+    return rows.reader(), None
 
 
 @dataclass(frozen=True)
@@ -557,6 +571,7 @@ def rewrite_files(
     partition_by: list[str],
     commit: CommitInfo,
     operation: str,
+    crash_during: str | None = None,
 ) -> None:
     """One commit that adds `rows` as new data files and removes the `removed` files (whose rows the caller
     put back in `rows` unless it meant to drop them): a copy-on-write change of any size in bounded memory.
@@ -574,10 +589,12 @@ def rewrite_files(
         folder = f"{STAGED_PREFIX}{uuid.uuid4().hex}"
         staged = join_uri(uri, folder)
         try:
+            data, target_file_size = _maybe_stopped(rows, uri, crash_during)
             write_deltalake(
                 staged,
-                rows.reader(),
+                data,
                 partition_by=partition_by,
+                target_file_size=target_file_size,
                 storage_options=storage_options(uri),
                 commit_properties=commit.properties(operation),
                 writer_properties=WriterProperties(max_row_group_size=STREAMED_ROW_GROUP_ROWS),

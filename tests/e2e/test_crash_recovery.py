@@ -36,7 +36,7 @@ RESTATEMENT_FACTS = ["event_date", "rows_before", "rows_after", "net_minor_befor
 COUNTED = ["inserted", "updated", "duplicates", "stale", "quarantined"]
 PUBLISHED_TABLES = ("silver/billing_events", "silver/billing_events_quarantine", "gold/daily_account_revenue")
 WRITTEN_BY = {"during_bronze_write": "bronze/billing_events", "during_ledger_write": "ops/billing_events_ledger"}
-WRITTEN_BY["during_gold_write"] = "gold/daily_account_revenue"
+WRITTEN_BY |= {"during_silver_write": "silver/billing_events", "during_gold_write": "gold/daily_account_revenue"}
 # Each scenario is a chain of CLI subprocesses in its own root; running a few at once keeps the module fast.
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 
