@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pyarrow.fs as pafs
 import pytest
 
 from assets.billing_feed import BILLING_EVENTS
@@ -15,7 +16,7 @@ from assets.sample_data import generate_landing
 from lakehouse.app.runner import instance_for, run_arrival_dates
 from lakehouse.app.status import collect_status
 from lakehouse.delta.maintenance import maintain
-from lakehouse.delta.storage import CommitInfo, UnsafeObjectStoreError, read_table, table_uri, write_table
+from lakehouse.delta.storage import CommitInfo, UnsafeObjectStoreError, filesystem, read_table, table_uri, write_table
 from lakehouse.settings import Settings
 from lakehouse.staging.landing import read_batch, scan_landing
 from tests.scaleout.conftest import s3_client, upload
@@ -112,3 +113,29 @@ def test_a_configuration_that_disables_conditional_put_is_refused(
             with pytest.raises(UnsafeObjectStoreError, match=f"{name}={value}.*conditional PUT"):
                 write_table(table_uri(s3_root, "ops", "probe"), frame, commit, "probe")
     write_table(table_uri(s3_root, "ops", "probe"), frame, commit, "probe")  # unset again: it writes
+
+
+def test_a_correction_on_object_storage_rewrites_silver_in_one_commit_and_leaves_no_staged_log(
+    tmp_path: Path, s3_root: str, pg_instance: str
+) -> None:
+    """Silver's copy-on-write write on S3: a correction moving an event to another event date replaces its row
+    (the file holding the old row is rewritten, the new row added, one commit), as a local run does."""
+    local, days = tmp_path / "local", [date(2025, 1, 10), date(2025, 1, 11)]
+    land(local, "2025-01-10", "part-0000.jsonl", [event("e1", ts="2025-01-10T12:00:00Z"), event("e2", ts="2025-01-10T13:00:00Z")])
+    land(local, "2025-01-11", "part-0000.jsonl", [event("e1", 2, ts="2025-01-09T12:00:00Z", amount=250)])
+    upload(local / "landing", f"{s3_root}/landing")
+    assert all(o.ok for o in run_arrival_dates(Settings(root=str(local)), days, instance=dg.DagsterInstance.ephemeral()))
+    settings = Settings.from_env(root=s3_root)
+    outcomes = run_arrival_dates(settings, days, instance=instance_for(settings))
+    assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+
+    silver = content(s3_root)["silver"]
+    assert silver.select("event_id", "source_version", "event_date").rows() == [
+        ("e1", 2, date(2025, 1, 9)),
+        ("e2", 1, date(2025, 1, 10)),
+    ]
+    assert_same_content(content(local), content(s3_root))
+    fs, path = filesystem(table_uri(s3_root, "silver", "billing_events"))
+    listed = [info.path for info in fs.get_file_info(pafs.FileSelector(path, recursive=True))]
+    assert any("/staged-" in p and p.endswith(".parquet") for p in listed)  # the rewrite's files, now the table's
+    assert not [p for p in listed if "/staged-" in p and "_delta_log" in p]  # its throwaway log is gone
