@@ -430,7 +430,11 @@ def _publish(
     if not verdict.ledger_unchanged:
         replace_where(
             tables.ledger,
-            FrameStream(feed.ledger_schema, lambda: _ledger_rows_of(judged.deliveries, feed)),
+            FrameStream(
+                feed.ledger_schema,
+                lambda: _ledger_rows_of(judged.deliveries, feed),
+                (feed.key, "_content_hash", "_source_line", KEY_FINGERPRINT),
+            ),
             f"_arrival_date = '{arrival_date.isoformat()}'",
             commit,
             "ledger: replace arrival date",

@@ -91,7 +91,9 @@ def _replace_partition(
             "_run_id": pl.lit(run_id),
             "_ingested_at": pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")),
         }
-        rows = FrameStream(BRONZE_SCHEMA, lambda: (frame.with_columns(**lineage) for frame in lines.frames(0)))
+        rows = FrameStream(
+            BRONZE_SCHEMA, lambda: (frame.with_columns(**lineage) for frame in lines.frames(0)), ("_raw", "_source_line")
+        )
         replace_where(
             uri,
             rows,

@@ -101,17 +101,18 @@ class SilverPlan:
         if not self.upserted and not self.removals:
             return SilverChange(0, 0, None)
         schema = self.feed.silver_schema
+        unique = (self.feed.key, "_content_hash", "_source_line")
 
         def upserts() -> Iterator[pl.DataFrame]:
             for group, target in targets():
                 yield self._upserts(*self._compared(group, target))
 
         if not self.removals:  # only new rows: an append is the same single commit
-            append_rows(self.uri, FrameStream(schema, upserts), commit, operation, CRASH_POINT)
+            append_rows(self.uri, FrameStream(schema, upserts, unique), commit, operation, CRASH_POINT)
         else:
             removals = pl.concat(self.removals)
             removed = [self.files[uri] for uri in removals.get_column(FILE).unique().sort()]
-            stream = FrameStream(schema, lambda: self._rows_to_write(upserts(), removals, removed))
+            stream = FrameStream(schema, lambda: self._rows_to_write(upserts(), removals, removed), unique)
             rewrite_files(self.uri, stream, removed, [self.feed.partition], commit, operation, CRASH_POINT)
         return SilverChange(self.upserted, self.deleted, table_version(self.uri))
 

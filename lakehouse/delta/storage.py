@@ -11,7 +11,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
-from deltalake import CommitProperties, DeltaTable, Field, Schema, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Field, Schema, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.table import TableMerger
 from deltalake.transaction import AddAction, RemoveAction
@@ -261,6 +261,7 @@ def write_table(
     schema_mode: Literal["merge", "overwrite"] | None = None,
     target_file_size: int | None = None,
     max_row_group_rows: int | None = None,
+    unique: Sequence[str] = (),
 ) -> None:
     """One Delta write, one commit, carrying `commit`'s lineage: no write without it (DESIGN rule 10).
 
@@ -273,7 +274,7 @@ def write_table(
         "target_file_size": target_file_size,
         "storage_options": storage_options(uri),
         "commit_properties": commit.properties(operation),
-        "writer_properties": WriterProperties(max_row_group_size=max_row_group_rows) if max_row_group_rows else None,
+        "writer_properties": writer_properties(max_row_group_rows, unique) if max_row_group_rows or unique else None,
     }
     target = _write_target(uri)
     if not isinstance(target, str):
@@ -282,6 +283,14 @@ def write_table(
         write_deltalake(target, data, mode="append", **common)
     else:
         write_deltalake(target, data, mode="overwrite", predicate=predicate, **common)
+
+
+def writer_properties(max_row_group_rows: int | None, unique: Sequence[str]) -> WriterProperties:
+    """Parquet settings of a write: row groups capped at `max_row_group_rows`, and no dictionary for the `unique`
+    columns (ids, hashes, raw lines): the writer would build one, find it no smaller, and drop it (measured: the
+    ledger's 1M-row write 1.04 s with dictionaries, 0.82 s without them for its unique columns; bronze's 0.81 s, 0.65 s)."""
+    plain = {name: ColumnProperties(dictionary_enabled=False) for name in unique}
+    return WriterProperties(max_row_group_size=max_row_group_rows, column_properties=plain or None)
 
 
 def merge_into(uri: str, source: pa.Table, predicate: str, commit: CommitInfo, operation: str) -> TableMerger:
@@ -450,6 +459,7 @@ class FrameStream:
 
     schema: Mapping[str, pl.DataType]
     frames: Callable[[], Iterable[pl.DataFrame]]
+    unique: tuple[str, ...] = ()  # columns whose values rarely repeat (see `writer_properties`)
 
     def reader(self) -> pa.RecordBatchReader:
         columns, arrow_schema = list(self.schema), pl.DataFrame(schema=dict(self.schema)).to_arrow().schema
@@ -492,6 +502,7 @@ def replace_where(
             predicate=predicate,
             target_file_size=target_file_size,
             max_row_group_rows=max_row_group_rows,
+            unique=stream.unique,
         )
 
     with_commit_retry(write, uri=uri)
@@ -502,7 +513,15 @@ def append_rows(uri: str, rows: FrameStream, commit: CommitInfo, operation: str,
 
     def write() -> None:
         data, target_file_size = _maybe_stopped(rows, uri, crash_during)
-        write_table(uri, data, commit, operation, target_file_size=target_file_size, max_row_group_rows=STREAMED_ROW_GROUP_ROWS)
+        write_table(
+            uri,
+            data,
+            commit,
+            operation,
+            target_file_size=target_file_size,
+            max_row_group_rows=STREAMED_ROW_GROUP_ROWS,
+            unique=rows.unique,
+        )
 
     with_commit_retry(write, uri=uri)
 
@@ -597,7 +616,7 @@ def rewrite_files(
                 target_file_size=target_file_size,
                 storage_options=storage_options(uri),
                 commit_properties=commit.properties(operation),
-                writer_properties=WriterProperties(max_row_group_size=STREAMED_ROW_GROUP_ROWS),
+                writer_properties=writer_properties(STREAMED_ROW_GROUP_ROWS, rows.unique),
             )
             adds = [
                 AddAction(
