@@ -1,5 +1,5 @@
 """Frames filed under a number and read back one number at a time, in memory while they are small and in
-local temporary Arrow files beyond that: a big arrival date's deliveries (several times its lines once
+local temporary files beyond that: a big arrival date's deliveries (several times its lines once
 typed) are never whole in memory, while a small date never touches the disk.
 
 The files live in the process's temporary folder (`TMPDIR`) and are removed when the spill closes, also on
@@ -63,10 +63,12 @@ class Spill:
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="lakehouse-spill-"))
         for group, frames in self._buffered.items():
-            path = self._folder / f"{self._written:06d}.arrow"
+            path = self._folder / f"{self._written:06d}.parquet"
             self._written += 1
-            # Uncompressed: lz4 tripled the time to write (measured 0.43 s against 0.13 s for 244 MiB) to halve the disk used.
-            pl.concat(frames).write_ipc(path, compression="uncompressed")
+            # Parquet, uncompressed and without statistics: written twice as fast as Arrow IPC from Polars' string
+            # views (measured 0.20 s against 0.49 s for 252 MiB of raw lines), read back as fast; lz4 cost more than
+            # it saved.
+            pl.concat(frames).write_parquet(path, compression="uncompressed", statistics=False)
             self._files[group].append(path)
         self._buffered.clear()
         self._buffered_bytes = 0
@@ -80,7 +82,7 @@ class Spill:
 
     def frames(self, group: int) -> Iterator[pl.DataFrame]:
         for path in self._files.get(group, []):
-            yield pl.read_ipc(path)
+            yield pl.read_parquet(path)
         yield from self._buffered.get(group, [])
 
     def read(self, group: int) -> pl.DataFrame:
