@@ -276,13 +276,81 @@ def _decide(
     run_id: str,
     kept: Spill,
 ) -> _Verdict:
-    """Resolve the batch against the ledger's other batches a group of key slices at a time, count every
-    record once, and evaluate the gates. Each group's target silver rows go to `kept`."""
+    """Resolve the batch against the ledger's other batches, count every record once, and evaluate the gates.
+    Each group's target silver rows go to `kept`."""
+    resolved = _resolve_by_group(feed, tables, arrival_date, judged, kept)
+    tally, losers = resolved.tally, resolved.losers
+    rejects = pl.concat([judged.rejects, conflict_rows(feed, losers, _raw_lines(tables.bronze, arrival_date, losers), run_id)])
+    counts = {
+        "records_in": judged.records_in,
+        "inserted": tally["inserted"],
+        "updated": tally["updated"],
+        "duplicates": tally["duplicate"],
+        "stale": tally["stale"],
+        "quarantined": rejects.height,
+        "displaced": resolved.displaced.height,
+    }
+    drift = detect_drift(
+        judged.shapes,
+        feed.fields,
+        feed.required,
+        contract_version=feed.contract_version,
+        policy=settings.compatibility_for(feed.compatibility),
+        share=feed.drift_share,
+    )
+    files = landed.files
+    gates = evaluate_gates(
+        feed,
+        judged.records_in,
+        counts,
+        resolved.duplicate_keys,
+        accepted.max_rejected_fraction,
+        [f for f in files if f.get("damage")],
+        accepted.damaged_files,
+        [f for f in files if f.get("changed")],
+        [e for e in landed.ignored if e["ignored"] == SYMLINK],
+        drift,
+    )
+    volume = judge_volume(feed.volume, recorded_batches, arrival_date, judged.records_in, accepted.volume_anomaly)
+    gates.append(volume_gate(volume, feed.volume))  # holds the batch only when the feed makes it blocking
+    return _Verdict(
+        resolved.groups,
+        kept,
+        resolved.key_hashes,
+        resolved.candidate_dates,
+        resolved.ledger_unchanged,
+        resolved.displaced,
+        sorted(resolved.touched),
+        rejects,
+        counts,
+        drift,
+        gates,
+    )
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """What resolving the batch's groups of key slices gathered; the target silver rows went to a spill."""
+
+    groups: list[list[int]]
+    tally: dict[str, int]  # every delivery's outcome, counted
+    losers: pl.DataFrame  # the batch's deliveries that lose a version conflict, with the kept lineage
+    displaced: pl.DataFrame  # deliveries of other batches that now lose a conflict
+    key_hashes: pl.Series
+    touched: set[date]
+    candidate_dates: set[date]
+    ledger_unchanged: bool
+    duplicate_keys: int
+
+
+def _resolve_by_group(feed: FeedSpec, tables: _Tables, arrival_date: date, judged: _Judged, kept: Spill) -> _Resolved:
+    """Resolve a group of key slices at a time (its deliveries, the ledger's rows of its keys), keeping only
+    counts, the conflicts' rows and hashes; each group's target silver rows go to `kept`."""
     key, partition = feed.key, feed.partition
     matches = ledger_matches(tables.ledger, judged.fingerprints)  # one pass over the ledger's fingerprints
     groups = _slice_groups(judged.deliveries, judged.slices)
     tally = dict.fromkeys(OUTCOMES, 0)
-    losers, displaced, keys = [], [], []
+    losers, displaced, key_hashes = [], [], []
     touched: set[date] = set()
     candidate_dates: set[date] = set()
     ledger_unchanged, duplicate_keys = True, 0
@@ -307,57 +375,18 @@ def _decide(
             ledger.get_column(partition).unique().to_list() + deliveries.get_column(partition).unique().to_list()
         )
         duplicate_keys += part.kept.height - part.kept.get_column(key).n_unique()
-        keys.append(part.kept.get_column(key).hash(seed=KEY_HASH_SEED))
+        key_hashes.append(part.kept.get_column(key).hash(seed=KEY_HASH_SEED))
         kept.add(number, part.kept)
-    conflicts = pl.concat(losers)
-    rejects = pl.concat(
-        [judged.rejects, conflict_rows(feed, conflicts, _raw_lines(tables.bronze, arrival_date, conflicts), run_id)]
-    )
-    all_displaced = pl.concat(displaced)
-    counts = {
-        "records_in": judged.records_in,
-        "inserted": tally["inserted"],
-        "updated": tally["updated"],
-        "duplicates": tally["duplicate"],
-        "stale": tally["stale"],
-        "quarantined": rejects.height,
-        "displaced": all_displaced.height,
-    }
-    drift = detect_drift(
-        judged.shapes,
-        feed.fields,
-        feed.required,
-        contract_version=feed.contract_version,
-        policy=settings.compatibility_for(feed.compatibility),
-        share=feed.drift_share,
-    )
-    files = landed.files
-    gates = evaluate_gates(
-        feed,
-        judged.records_in,
-        counts,
-        duplicate_keys,
-        accepted.max_rejected_fraction,
-        [f for f in files if f.get("damage")],
-        accepted.damaged_files,
-        [f for f in files if f.get("changed")],
-        [e for e in landed.ignored if e["ignored"] == SYMLINK],
-        drift,
-    )
-    volume = judge_volume(feed.volume, recorded_batches, arrival_date, judged.records_in, accepted.volume_anomaly)
-    gates.append(volume_gate(volume, feed.volume))  # holds the batch only when the feed makes it blocking
-    return _Verdict(
+    return _Resolved(
         groups,
-        kept,
-        pl.concat(keys),
+        tally,
+        pl.concat(losers),
+        pl.concat(displaced),
+        pl.concat(key_hashes),
+        touched,
         candidate_dates,
         ledger_unchanged,
-        all_displaced,
-        sorted(touched),
-        rejects,
-        counts,
-        drift,
-        gates,
+        duplicate_keys,
     )
 
 
