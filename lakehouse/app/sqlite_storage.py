@@ -28,9 +28,15 @@ from typing import Any
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory, _runs_directory
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
 from dagster._serdes import ConfigurableClassData
 from dagster.version import __version__ as dagster_version
 from sqlalchemy.engine import Connection, Engine
@@ -219,9 +225,15 @@ class LakehouseSqliteStorage(DagsterSqliteStorage):
     """Dagster's SQLite storage (the same files under `base_dir`) with pooled run and event log storages."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
-        super().__init__(base_dir, inst_data)
+        # DagsterSqliteStorage.__init__'s own body, with the pooled storages in place of Dagster's: calling it would
+        # open Dagster's run and event log storages (runs.db's alembic check among them) only to replace them, a
+        # twentieth of a second on every instance opened.
+        self.base_dir = base_dir
         self._run_storage = PooledSqliteRunStorage.from_local(_runs_directory(base_dir))
         self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        self._inst_data = inst_data
+        super(DagsterSqliteStorage, self).__init__()
         # Closing the connections at exit checkpoints each database's WAL into it and removes the -wal file, as
         # Dagster's own storage does after every call (an open connection is never left to the process's end).
         atexit.register(_close_connections, weakref.ref(self._run_storage), weakref.ref(self._event_log_storage))
