@@ -13,8 +13,8 @@ A batch's deliveries are classified against the deliveries of every *other* arri
 re-run of the same batch classifies them identically.
 
 Every rule above looks at the deliveries of one key only, so a batch may be resolved in slices of keys:
-`resolve_in_slices` splits the batch and its prior deliveries by the key's persisted fingerprint, so
-all deliveries of a key land in the same slice, and only one slice's working frames exist at a time.
+`key_slices` files a key by its persisted fingerprint, so all deliveries of a key land in the same slice,
+and publishing (lakehouse.batches.batch) resolves a group of slices at a time.
 """
 
 from __future__ import annotations
@@ -31,10 +31,6 @@ LINEAGE_WITH_BATCH = [*LINEAGE, "_batch_id"]
 KEPT_LINEAGE = {column: f"_kept{column}" for column in LINEAGE_WITH_BATCH}
 ROW = "_row"  # a delivery's place among all rows, to find the resolved ones again
 OUTCOMES = ("inserted", "updated", "duplicate", "stale", "version_conflict")
-# Key slices a batch is resolved in: resolution's working frames (a sorted copy of the batch and its prior
-# deliveries, joins over the contested keys) are several times the batch, so they exist for an eighth of it
-# at a time. A constant: which slice a key falls in is a function of the key alone.
-RESOLVE_SLICES = 8
 
 
 @dataclass(frozen=True)
@@ -45,11 +41,8 @@ class Resolution:
     kept: pl.DataFrame  # one target silver row per key the batch delivers
     prior_kept: pl.DataFrame  # the silver rows those keys had before this batch (same columns)
     displaced: pl.DataFrame  # deliveries of other batches that now lose a conflict, with `_kept_*` lineage
-    tally: dict[str, int] | None = None  # every delivery's outcome counted, when `outcomes` keeps only some of them
 
     def counts(self) -> dict[str, int]:
-        if self.tally is not None:
-            return dict(self.tally)
         tally = dict(self.outcomes.get_column("_outcome").value_counts().iter_rows())
         return {outcome: int(tally.get(outcome, 0)) for outcome in OUTCOMES}
 
@@ -166,31 +159,3 @@ def fingerprint_slices(fingerprints: pl.Series, slices: int) -> pl.Series:
     """`key_slices` of keys whose fingerprints are already at hand."""
     values = fingerprints.fill_null(0).to_numpy().view(np.uint64)
     return pl.Series("_slice", values % np.uint64(slices), dtype=pl.UInt64)
-
-
-def resolve_in_slices(
-    batch: pl.DataFrame,
-    prior: pl.DataFrame,
-    key: str,
-    version: str,
-    slices: int = RESOLVE_SLICES,
-    outcomes_kept: pl.Expr | None = None,
-) -> Resolution:
-    """`resolve`, one key slice at a time: the same rows in every output (each slice's rows in lineage order,
-    the slices one after another), with only one slice's working frames in memory at a time.
-
-    `outcomes_kept` keeps only the outcomes it matches (the outcomes are a copy of the whole batch, and a
-    caller may need only the conflicts'); `counts()` still counts every delivery.
-    """
-    batch_slice, prior_slice = key_slices(batch.get_column(key), slices), key_slices(prior.get_column(key), slices)
-    tally = dict.fromkeys(OUTCOMES, 0)
-    outcomes, kept, prior_kept, displaced = [], [], [], []
-    for number in range(max(slices, 1)):
-        part = resolve(batch.filter(batch_slice == number), prior.filter(prior_slice == number), key, version)
-        for outcome, count in part.counts().items():
-            tally[outcome] += count
-        outcomes.append(part.outcomes if outcomes_kept is None else part.outcomes.filter(outcomes_kept))
-        kept.append(part.kept)
-        prior_kept.append(part.prior_kept)
-        displaced.append(part.displaced)
-    return Resolution(pl.concat(outcomes), pl.concat(kept), pl.concat(prior_kept), pl.concat(displaced), tally)
