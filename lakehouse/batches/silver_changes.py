@@ -137,9 +137,13 @@ class SilverPlan:
 
 
 def _read_file(file: DataFile, uri: str, partition: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    rows = scan_files([file], uri, FILE).drop(FILE).collect()
+    rows = scan_files([file], uri, FILE, _file_columns(schema, partition)).drop(FILE).collect()
     value = file.partition_values.get(partition)
     return rows.with_columns(_typed(pl.lit(value), schema[partition]).alias(partition)).select(list(schema))
+
+
+def _file_columns(schema: dict[str, pl.DataType], partition: str) -> dict[str, pl.DataType]:
+    return {name: dtype for name, dtype in schema.items() if name != partition}
 
 
 def _typed(text: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -162,7 +166,7 @@ def plan_silver(uri: str, feed: FeedSpec, key_hashes: pl.Series, candidate_dates
             schema={FILE: pl.String(), partition: pl.String()},
         ).with_columns(_typed(pl.col(partition), schema[partition]))
         current = (
-            scan_files(list(files.values()), uri, FILE)
+            scan_files(list(files.values()), uri, FILE, _file_columns(schema, partition))
             .filter(pl.col(feed.key).hash(seed=KEY_HASH_SEED).is_in(key_hashes.implode()))
             .join(where.lazy(), on=FILE)
             .select(feed.key, partition, FILE, _row_hash(schema))

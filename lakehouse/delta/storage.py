@@ -422,10 +422,7 @@ def read_partition_chunks(
     files = table.file_uris(file_pruning_predicate=[(column, "=", value.isoformat())])  # a partition value: exact
     wanted = [name for name in columns if name != column]
     options = storage_options(uri)
-    # Given the columns' types, a column added to the table after a file was written reads as null from it, as in Delta.
-    typed: dict[str, Any] = (
-        {"schema": {n: schema[n] for n in wanted}, "missing_columns": "insert", "extra_columns": "ignore"} if schema else {}
-    )
+    typed = _as_table_columns({n: schema[n] for n in wanted}) if schema else {}
     for file in files:
         scan = pl.scan_parquet(file, hive_partitioning=False, storage_options=options, **typed).select(wanted)
         height = scan.select(pl.len()).collect().item()  # from the footer: no column is decoded
@@ -568,16 +565,23 @@ def data_files(uri: str) -> list[DataFile]:
     ]
 
 
-def scan_files(files: list[DataFile], uri: str, file_column: str) -> pl.LazyFrame:
-    """The given data files as one scan, each row naming its file's URI in `file_column` (partition columns are
-    not in the files: take them from `DataFile.partition_values`)."""
+def scan_files(files: list[DataFile], uri: str, file_column: str, columns: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """The given data files as one scan of `columns` (the files' columns: partition columns are not in them, take
+    them from `DataFile.partition_values`), each row naming its file's URI in `file_column`."""
     return pl.scan_parquet(
         [f.uri for f in files],
         include_file_paths=file_column,
         hive_partitioning=False,
-        missing_columns="insert",  # a file written before a column was added reads it as null, as Delta does
         storage_options=storage_options(uri),
+        **_as_table_columns(columns),
     )
+
+
+def _as_table_columns(columns: Mapping[str, pl.DataType]) -> dict[str, Any]:
+    """Parquet scan options reading files as the table's `columns`: a column added to the table after a file was
+    written reads as null from it, as in Delta (without a schema Polars takes the first file's, and a later file
+    with the added column fails the scan)."""
+    return {"schema": dict(columns), "missing_columns": "insert", "extra_columns": "ignore"}
 
 
 STAGED_PREFIX = "staged-"  # a rewrite's files are written as a throwaway table in a folder of this name

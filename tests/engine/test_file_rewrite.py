@@ -18,6 +18,7 @@ from lakehouse.delta.storage import (
     data_files,
     ensure_table,
     rewrite_files,
+    scan_files,
     write_table,
 )
 
@@ -80,3 +81,17 @@ def test_a_dead_staged_log_of_a_killed_rewrite_is_cleared_by_the_next_one(tmp_pa
     rewrite_files(uri, FrameStream(SCHEMA, lambda: [rows]), [], ["day"], COMMIT, "apply")
     assert not dead.exists()
     assert ("e", 5, D2) in _rows(uri)
+
+
+def test_files_written_before_a_column_was_added_scan_with_it_as_null_in_any_file_order(tmp_path: Path) -> None:
+    """Silver's narrow read of its files: an older file without a migrated column, first or last, reads it as null."""
+    uri = _table(tmp_path)
+    wider = {**SCHEMA, "added": pl.String()}
+    ensure_table(uri, wider, ["day"], COMMIT)  # a metadata-only migration: the seeded files lack the column
+    rows = pl.DataFrame({"key": ["e"], "value": [5], "day": [D1], "added": ["x"]}, schema=wider)
+    write_table(uri, rows.to_arrow(), COMMIT, "after the migration")
+    columns = {name: dtype for name, dtype in wider.items() if name != "day"}
+    files = sorted(data_files(uri), key=lambda f: f.path)
+    for order in (files, files[::-1]):
+        scanned = scan_files(order, uri, "_file", columns).select("key", "added").collect()
+        assert sorted(scanned.rows(), key=repr) == sorted([("a", None), ("b", None), ("c", None), ("e", "x")], key=repr)
